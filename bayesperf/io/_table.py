@@ -1,0 +1,235 @@
+"""Turn what a format reader parsed into the canonical span table.
+
+One place for what every reader needs: type coercion with errors that name the row,
+dropping (and counting) unusable rows, de-duplication across files, deriving ``caller``
+from parent links, and the final dtypes. Readers only map their format onto canonical
+column names, in canonical units (milliseconds, UTC).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayesperf import schema as S
+from bayesperf.errors import TraceFormatError
+from bayesperf.io import report as R
+
+#: Columns every reader must produce.
+REQUIRED = (S.TRACE_ID, S.SERVICE, S.LATENCY)
+
+
+def _record(i: int) -> str:
+    return f"record {i}"
+
+
+@dataclass
+class RawSpans:
+    """A reader's output for one source, in canonical names and units, not yet cleaned.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per span record, columns a subset of :data:`bayesperf.schema.SPAN_COLUMNS`
+        (``trace_id``, ``service`` and ``latency`` at least). ``latency`` is in ms and may
+        hold NaN for a missing duration; ``start_time`` is int64 ns or datetime.
+    source : str
+        File name, for messages and the report.
+    dropped : Counter
+        Records the reader itself had to drop, by reason (they never became rows).
+    locate : callable
+        Maps a row position to a location for messages (``"line 12"``, ``"spans[3]"``).
+    """
+
+    frame: pd.DataFrame
+    source: str
+    dropped: Counter[str] = field(default_factory=Counter)
+    locate: Callable[[int], str] = _record
+
+    @property
+    def records(self) -> int:
+        """Raw records this source held."""
+        return len(self.frame) + sum(self.dropped.values())
+
+
+def coerce(raw: RawSpans) -> pd.DataFrame:
+    """Check required columns and convert types, naming the first bad row on failure.
+
+    Returns a frame with canonical columns whose types are settled (strings for ids,
+    float ms for latency, UTC datetimes for start time) but rows not yet filtered.
+    """
+    frame = raw.frame
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise TraceFormatError(
+            f"missing required column(s) {missing}; found {list(frame.columns)}",
+            source=raw.source,
+            where="columns",
+            expected=f"columns {list(REQUIRED)}",
+        )
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for col in (S.TRACE_ID, S.SPAN_ID, S.PARENT_ID):
+        if col in frame.columns:
+            out[col] = _as_str(frame[col])
+    for col in (S.SERVICE, S.OPERATION, S.CALLER, S.CALLEE):
+        if col in frame.columns:
+            out[col] = _as_str(frame[col])
+    out[S.LATENCY] = as_float(frame[S.LATENCY], S.LATENCY, raw.source, raw.locate)
+    if S.START_TIME in frame.columns:
+        out[S.START_TIME] = _as_time(frame[S.START_TIME], raw)
+    if S.ERROR in frame.columns:
+        out[S.ERROR] = _as_bool(frame[S.ERROR], raw)
+    return out
+
+
+def _as_str(col: pd.Series) -> pd.Series:
+    values = col.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else col
+    out = pd.Series(values, index=col.index).astype("str")
+    # Empty strings are missing values in every trace format.
+    return out.where(out != "", None).astype("str")
+
+
+def as_float(col: pd.Series, name: str, source: str, locate: Callable[[int], str]) -> pd.Series:
+    """Convert a column to float64; text that is not a number is an error naming the row."""
+    if pd.api.types.is_bool_dtype(col.dtype):
+        raise TraceFormatError(
+            f"column {name!r} is boolean", source=source, where=name, expected="numbers"
+        )
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return col.astype("float64")
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna() & (col.astype("str").str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise TraceFormatError(
+            f"{name} value {col.iloc[i]!r} is not a number ({int(bad.sum())} such rows)",
+            source=source,
+            where=locate(i),
+            expected=f"a numeric {name}",
+        )
+    return converted.astype("float64")
+
+
+def _as_time(col: pd.Series, raw: RawSpans) -> pd.Series:
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        return col.dt.tz_convert("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
+    if pd.api.types.is_datetime64_dtype(col.dtype):
+        return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
+    ns = as_float(col, S.START_TIME, raw.source, raw.locate) if not pd.api.types.is_integer_dtype(col) else col
+    ns = ns.astype("Int64") if ns.dtype.kind == "f" else ns
+    return pd.to_datetime(ns, unit="ns", utc=True)
+
+
+def _as_bool(col: pd.Series, raw: RawSpans) -> pd.Series:
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return col.astype("boolean")
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return col.astype("Float64").ne(0).astype("boolean")
+    text = col.astype("str").str.strip().str.lower()
+    truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    mapped = text.map(truth)
+    bad = mapped.isna() & text.notna() & (text != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise TraceFormatError(
+            f"error value {col.iloc[i]!r} is not a boolean",
+            source=raw.source,
+            where=raw.locate(i),
+            expected="true/false or 1/0",
+        )
+    return mapped.astype("boolean")
+
+
+def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
+    """Clean, merge and finalise the output of one reader over one or more sources.
+
+    Drops (and counts) rows with a missing, non-finite or negative latency, a missing
+    trace id or service, and duplicate ``(trace_id, span_id)`` spans (across sources:
+    overlapping files repeat spans). Derives ``caller`` from parent links when the
+    format has none, flagging spans whose parent is absent. The result carries a
+    :class:`~bayesperf.io.report.ReadReport` in ``attrs["read_report"]``.
+    """
+    report = R.ReadReport(format=format, sources=[r.source for r in raws])
+    for raw in raws:
+        report.records += raw.records
+        report.dropped.update(raw.dropped)
+    frames = [coerce(raw) for raw in raws]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    frame = _drop(frame, frame[S.LATENCY].isna(), R.MISSING_LATENCY, report)
+    frame = _drop(frame, ~np.isfinite(frame[S.LATENCY]), "non_finite_latency", report)
+    frame = _drop(frame, frame[S.LATENCY] < 0, R.NEGATIVE_LATENCY, report)
+    frame = _drop(frame, frame[S.TRACE_ID].isna(), "missing_trace_id", report)
+    frame = _drop(frame, frame[S.SERVICE].isna(), "missing_service", report)
+
+    if S.SPAN_ID in frame.columns:
+        dup = frame[S.SPAN_ID].notna() & frame.duplicated([S.TRACE_ID, S.SPAN_ID])
+        frame = _drop(frame, dup, R.DUPLICATE_SPAN, report)
+    else:
+        # Flat formats have no span ids: number the spans within each trace.
+        frame[S.SPAN_ID] = frame.groupby(S.TRACE_ID, sort=False).cumcount().astype("str")
+
+    if S.CALLER not in frame.columns:
+        frame[S.CALLER] = _callers_from_parents(frame, report)
+    if S.CALLEE not in frame.columns:
+        frame[S.CALLEE] = frame[S.SERVICE]
+
+    report.kept = len(frame)
+    report.check()
+    table = _canonical(frame)
+    table.attrs["read_report"] = report
+    return table
+
+
+def _drop(frame: pd.DataFrame, mask: pd.Series, reason: str, report: R.ReadReport):
+    mask = np.asarray(mask, dtype=bool)
+    n = int(mask.sum())
+    if n == 0:
+        return frame
+    report.dropped[reason] += n
+    return frame.loc[~mask].reset_index(drop=True)
+
+
+def _callers_from_parents(frame: pd.DataFrame, report: R.ReadReport) -> pd.Series:
+    """Service of each span's parent; missing for roots and for absent parents."""
+    if S.PARENT_ID not in frame.columns:
+        return pd.Series(None, index=frame.index, dtype="str")
+    spans = pd.MultiIndex.from_arrays([frame[S.TRACE_ID], frame[S.SPAN_ID]])
+    parents = pd.MultiIndex.from_arrays([frame[S.TRACE_ID], frame[S.PARENT_ID]])
+    position = spans.get_indexer(parents)
+    has_parent = frame[S.PARENT_ID].notna().to_numpy()
+    found = position >= 0
+    report.flagged[R.PARENT_MISSING] += int((has_parent & ~found).sum())
+    services = frame[S.SERVICE].to_numpy()
+    callers = np.where(found, services[np.where(found, position, 0)], None)
+    return pd.Series(callers, index=frame.index, dtype="str")
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns in canonical order and dtypes; one category set for all service columns."""
+    n = len(frame)
+    names = pd.concat([frame[c] for c in S.SERVICE_COLUMNS if c in frame.columns])
+    categories = pd.Index(sorted(names.dropna().unique()), dtype="str")
+    columns = {}
+    for col in S.SPAN_COLUMNS:
+        if col in frame.columns:
+            values = frame[col]
+        elif col == S.START_TIME:
+            values = pd.Series(pd.NaT, index=frame.index, dtype=S.SPAN_DTYPES[col])
+        elif col == S.ERROR:
+            values = pd.Series(pd.NA, index=frame.index, dtype="boolean")
+        else:
+            values = pd.Series(None, index=frame.index, dtype="str")
+        if col in S.SERVICE_COLUMNS:
+            values = pd.Categorical(values, categories=categories)
+        elif col == S.OPERATION:
+            values = values.astype("category")
+        else:
+            values = values.astype(S.SPAN_DTYPES[col])
+        columns[col] = values
+    table = pd.DataFrame(columns, index=pd.RangeIndex(n))
+    return table
