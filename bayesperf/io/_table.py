@@ -119,7 +119,11 @@ def _as_time(col: pd.Series, raw: RawSpans) -> pd.Series:
         return col.dt.tz_convert("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
     if pd.api.types.is_datetime64_dtype(col.dtype):
         return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
-    ns = as_float(col, S.START_TIME, raw.source, raw.locate) if not pd.api.types.is_integer_dtype(col) else col
+    ns = (
+        as_float(col, S.START_TIME, raw.source, raw.locate)
+        if not pd.api.types.is_integer_dtype(col)
+        else col
+    )
     ns = ns.astype("Int64") if ns.dtype.kind == "f" else ns
     return pd.to_datetime(ns, unit="ns", utc=True)
 

@@ -138,7 +138,9 @@ def read(
     else:
         required = [layout.columns[c] for c in (S.TRACE_ID, S.SERVICE) if c in layout.columns]
         optional = [c for k, c in layout.columns.items() if k not in (S.TRACE_ID, S.SERVICE)]
-        ids = [layout.columns[c] for c in (S.TRACE_ID, S.SPAN_ID, S.PARENT_ID) if c in layout.columns]
+        ids = [
+            layout.columns[c] for c in (S.TRACE_ID, S.SPAN_ID, S.PARENT_ID) if c in layout.columns
+        ]
         table = read_csv(source, required=required, optional=optional, text=ids)
         mapped_latency = [
             layout.columns[c] for c in (S.LATENCY, S.START_TIME, END_TIME) if c in layout.columns
@@ -159,7 +161,9 @@ def _layout(source, preset, columns, latency_unit, time_unit, root_values, strip
         preset = _matching_preset(source)
     if preset is not None and preset not in PRESETS:
         raise TraceFormatError(
-            f"unknown span-csv preset {preset!r}", where="preset=", expected=f"one of {sorted(PRESETS)}"
+            f"unknown span-csv preset {preset!r}",
+            where="preset=",
+            expected=f"one of {sorted(PRESETS)}",
         )
     base = PRESETS[preset] if preset else None
     if base is None and columns is None:
