@@ -1,0 +1,41 @@
+import pandas as pd
+import pytest
+
+from bayesperf import datasets
+from bayesperf.cli import main
+
+
+def test_demo_prints_report_pairs_and_transitions(capsys, tmp_path):
+    out_csv = tmp_path / "pairs.csv"
+    assert main(["summary", "--demo", "--transitions", "calls", "-o", str(out_csv)]) == 0
+    text = capsys.readouterr().out
+    assert "records seen 22969" in text
+    assert "22,969 spans, 502 traces, 10 services" in text
+    assert "productcatalogservice" in text and "Transitions (calls)" in text
+    table = pd.read_csv(out_csv)
+    assert table["n"].sum() == 22969
+    assert {"p50", "p95", "p99", "mean"} <= set(table.columns)
+
+
+def test_overall_grouping(capsys):
+    assert main(["summary", "--demo", "--by", "all"]) == 0
+    assert "22969" in capsys.readouterr().out
+
+
+def test_unreadable_input_is_a_clear_error(capsys, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["summary", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "recognise" in err
+
+
+def test_unknown_grouping_column(capsys):
+    assert main(["summary", "--demo", "--by", "region"]) == 1
+    assert "region" in capsys.readouterr().err
+
+
+def test_needs_traces_or_demo(capsys):
+    assert main(["summary"]) == 2
+    with pytest.raises(SystemExit):
+        main(["summary", "--format", "nope", str(datasets.online_boutique_path())])
