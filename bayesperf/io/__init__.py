@@ -9,6 +9,7 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable
 
@@ -25,7 +26,14 @@ from bayesperf.io import (  # noqa: F401  (imported for registration)
     zipkin,
 )
 from bayesperf.io._table import RawSpans, build_span_table
-from bayesperf.io.registry import FORMATS, detect_format, expand_sources, get_format
+from bayesperf.errors import TraceFormatError
+from bayesperf.io.registry import (
+    FORMATS,
+    TraceFormat,
+    detect_format,
+    expand_sources,
+    get_format,
+)
 from bayesperf.io.report import ReadReport
 
 __all__ = ["FORMATS", "ReadReport", "read_traces"]
@@ -71,26 +79,47 @@ def read_traces(source: Source, format: str = "auto", **options) -> pd.DataFrame
     >>> spans.attrs["read_report"].kept == len(spans)
     True
     """
+    fmt = None if format == "auto" else get_format(format)
     if isinstance(source, pd.DataFrame):
-        name = "span-csv" if format == "span-csv" else "csv"
-        reader = get_format(name)
-        raw = reader.read(source, **options)
-        return build_span_table([raw], format=name)
+        fmt = fmt or get_format("csv")
+        if fmt.name not in _FRAME_FORMATS:
+            raise TraceFormatError(
+                f"a DataFrame cannot be read as {fmt.name!r}",
+                source="<DataFrame>",
+                expected=f"format 'auto' or one of {sorted(_FRAME_FORMATS)}",
+            )
+        _check_options(fmt, options)
+        return build_span_table([fmt.read(source, **options)], format=fmt.name)
 
     paths = expand_sources(source)
-    if format == "auto":
+    if fmt is None:
         formats = {path: detect_format(path) for path in paths}
-        names = sorted({f.name for f in formats.values()})
-        if len(names) > 1:
-            from bayesperf.errors import TraceFormatError
-
+        if len({f.name for f in formats.values()}) > 1:
             listing = ", ".join(f"{p.name}: {f.name}" for p, f in formats.items())
             raise TraceFormatError(
                 f"sources are in different formats ({listing})",
                 expected="one format per call; read each format separately",
             )
         fmt = next(iter(formats.values()))
-    else:
-        fmt = get_format(format)
+    _check_options(fmt, options)
     raws: list[RawSpans] = [fmt.read(path, **options) for path in paths]
     return build_span_table(raws, format=fmt.name)
+
+
+#: Formats that read an in-memory DataFrame.
+_FRAME_FORMATS = ("csv", "span-csv")
+
+
+def _check_options(fmt: TraceFormat, options: dict) -> None:
+    """Reject options the format's reader does not take, naming the ones it does."""
+    params = inspect.signature(fmt.read).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TraceFormatError(
+            f"format {fmt.name!r} takes no option(s) {unknown}",
+            where="options",
+            expected=f"options among {accepted}" if accepted else "no options",
+        )

@@ -1,16 +1,21 @@
-"""CSV reading shared by the CSV-based formats: fast, and with errors that name the file."""
+"""CSV reading shared by the CSV-based formats: fast, exact, and with errors that name the file."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from bayesperf.errors import TraceFormatError
-from bayesperf.io.registry import read_head
+from bayesperf.io.registry import open_binary, read_head
+
+# Nullable integers keep int64 nanosecond times exact when a cell is empty.
+_TYPES = {pa.int64(): pd.Int64Dtype()}.get
 
 
 def header(path: Path) -> list[str]:
@@ -22,9 +27,23 @@ def header(path: Path) -> list[str]:
         return []
 
 
-def line_of_row(i: int) -> str:
-    """Location of data row ``i`` (0-based) in a CSV file with one header line."""
-    return f"line {i + 2}"
+def row_locator(path: Path) -> Callable[[int], str]:
+    """Map a data-row position to its line number, counting the blank lines pyarrow skips.
+
+    The file is scanned only when a message needs a line number.
+    """
+
+    def locate(i: int) -> str:
+        with open_binary(path) as fh:
+            rows = -2  # so that the header line brings it to -1: it is not a data row
+            for number, line in enumerate(fh, start=1):
+                if line.strip():
+                    rows += 1
+                    if rows == i:
+                        return f"line {number}"
+        return f"data row {i + 1}"
+
+    return locate
 
 
 def read_csv(
@@ -42,6 +61,11 @@ def read_csv(
         Columns read when present.
     text : sequence of str
         Columns to read as strings whatever they look like (ids: ``"0012"`` stays).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Integer columns as nullable ``Int64`` (an empty cell is missing, not an error).
     """
     names = header(path)
     if not names:
@@ -55,15 +79,32 @@ def read_csv(
             expected=f"columns {list(required)}",
         )
     usecols = [c for c in (*required, *optional) if c in names]
+    options = pacsv.ConvertOptions(
+        include_columns=usecols,
+        column_types={c: pa.string() for c in text if c in usecols},
+    )
     try:
-        frame = pd.read_csv(
-            path,
-            engine="pyarrow",
-            usecols=usecols,
-            dtype={c: "str" for c in text if c in usecols},
-        )
+        with open_binary(path) as fh:
+            table = pacsv.read_csv(fh, convert_options=options)
     except Exception as exc:  # pyarrow raises ArrowInvalid, gzip raises EOFError, ...
+        where = _bad_line(path, len(names))
         raise TraceFormatError(
-            f"cannot parse CSV: {exc}".strip(), source=path, expected="a well-formed CSV file"
+            f"cannot parse CSV: {exc}".strip(),
+            source=path,
+            where=where,
+            expected="a well-formed CSV file",
         ) from exc
-    return frame
+    return table.to_pandas(types_mapper=_TYPES)
+
+
+def _bad_line(path: Path, n_fields: int) -> str | None:
+    """First line whose field count differs from the header's, if the file can be scanned."""
+    try:
+        with open_binary(path) as fh:
+            lines = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+            for number, row in enumerate(csv.reader(lines), start=1):
+                if row and len(row) != n_fields:
+                    return f"line {number}"
+    except Exception:  # a truncated or undecodable file: the parse error says enough
+        return None
+    return None

@@ -41,6 +41,9 @@ class RawSpans:
         File name, for messages and the report.
     dropped : Counter
         Records the reader itself had to drop, by reason (they never became rows).
+    flagged : dict of str to boolean array
+        Rows that are usable but incomplete, by reason (e.g. a caller the format left
+        unrecorded): one mask over ``frame``'s rows per reason. Counted among kept rows.
     locate : callable
         Maps a row position to a location for messages (``"line 12"``, ``"spans[3]"``).
     """
@@ -48,6 +51,7 @@ class RawSpans:
     frame: pd.DataFrame
     source: str
     dropped: Counter[str] = field(default_factory=Counter)
+    flagged: dict[str, np.ndarray] = field(default_factory=dict)
     locate: Callable[[int], str] = _record
 
     @property
@@ -161,27 +165,50 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
     for raw in raws:
         report.records += raw.records
         report.dropped.update(raw.dropped)
+    if report.records == 0:
+        raise TraceFormatError(
+            "no span records in the input",
+            source=", ".join(report.sources),
+            expected="at least one span",
+        )
     frames = [coerce(raw) for raw in raws]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    flags = pd.concat([_flags(raw) for raw in raws], ignore_index=True).fillna(False)
 
-    frame = _drop(frame, frame[S.LATENCY].isna(), R.MISSING_LATENCY, report)
-    frame = _drop(frame, ~np.isfinite(frame[S.LATENCY]), "non_finite_latency", report)
-    frame = _drop(frame, frame[S.LATENCY] < 0, R.NEGATIVE_LATENCY, report)
-    frame = _drop(frame, frame[S.TRACE_ID].isna(), "missing_trace_id", report)
-    frame = _drop(frame, frame[S.SERVICE].isna(), "missing_service", report)
+    # Callers come from all records, before any is dropped: a parent whose own duration
+    # is missing still names its children's caller.
+    if S.CALLER not in frame.columns:
+        frame[S.CALLER], flags[R.PARENT_MISSING] = _callers_from_parents(frame)
+
+    drops = [
+        (frame[S.LATENCY].isna(), R.MISSING_LATENCY),
+        (~np.isfinite(frame[S.LATENCY]) & frame[S.LATENCY].notna(), "non_finite_latency"),
+        (frame[S.LATENCY] < 0, R.NEGATIVE_LATENCY),
+        (frame[S.TRACE_ID].isna(), "missing_trace_id"),
+        (frame[S.SERVICE].isna(), "missing_service"),
+    ]
+    keep = np.ones(len(frame), dtype=bool)
+    for mask, reason in drops:
+        mask = np.asarray(mask, dtype=bool) & keep
+        report.dropped[reason] += int(mask.sum())
+        keep &= ~mask
+    frame, flags = frame.loc[keep].reset_index(drop=True), flags.loc[keep].reset_index(drop=True)
 
     if S.SPAN_ID in frame.columns:
         dup = frame[S.SPAN_ID].notna() & frame.duplicated([S.TRACE_ID, S.SPAN_ID])
-        frame = _drop(frame, dup, R.DUPLICATE_SPAN, report)
+        report.dropped[R.DUPLICATE_SPAN] += int(dup.sum())
+        frame, flags = (
+            frame.loc[~dup].reset_index(drop=True),
+            flags.loc[~dup].reset_index(drop=True),
+        )
     else:
         # Flat formats have no span ids: number the spans within each trace.
         frame[S.SPAN_ID] = frame.groupby(S.TRACE_ID, sort=False).cumcount().astype("str")
-
-    if S.CALLER not in frame.columns:
-        frame[S.CALLER] = _callers_from_parents(frame, report)
     if S.CALLEE not in frame.columns:
         frame[S.CALLEE] = frame[S.SERVICE]
 
+    report.dropped = +report.dropped  # no zero entries
+    report.flagged.update({k: int(v) for k, v in flags.sum().items() if v})
     report.kept = len(frame)
     report.check()
     table = _canonical(frame)
@@ -189,28 +216,29 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
     return table
 
 
-def _drop(frame: pd.DataFrame, mask: pd.Series, reason: str, report: R.ReadReport):
-    mask = np.asarray(mask, dtype=bool)
-    n = int(mask.sum())
-    if n == 0:
-        return frame
-    report.dropped[reason] += n
-    return frame.loc[~mask].reset_index(drop=True)
+def _flags(raw: RawSpans) -> pd.DataFrame:
+    """A reader's flag masks as boolean columns, so they follow the rows through drops."""
+    return pd.DataFrame(
+        {reason: np.asarray(mask, dtype=bool) for reason, mask in raw.flagged.items()},
+        index=pd.RangeIndex(len(raw.frame)),
+    )
 
 
-def _callers_from_parents(frame: pd.DataFrame, report: R.ReadReport) -> pd.Series:
-    """Service of each span's parent; missing for roots and for absent parents."""
-    if S.PARENT_ID not in frame.columns:
-        return pd.Series(None, index=frame.index, dtype="str")
-    spans = pd.MultiIndex.from_arrays([frame[S.TRACE_ID], frame[S.SPAN_ID]])
+def _callers_from_parents(frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Service of each span's parent, and whether a named parent is absent from the data."""
+    if S.PARENT_ID not in frame.columns or S.SPAN_ID not in frame.columns:
+        return pd.Series(None, index=frame.index, dtype="str"), np.zeros(len(frame), bool)
+    known = frame[frame[S.SPAN_ID].notna() & frame[S.SERVICE].notna()]
+    known = known.drop_duplicates([S.TRACE_ID, S.SPAN_ID])
+    spans = pd.MultiIndex.from_arrays([known[S.TRACE_ID], known[S.SPAN_ID]])
     parents = pd.MultiIndex.from_arrays([frame[S.TRACE_ID], frame[S.PARENT_ID]])
     position = spans.get_indexer(parents)
     has_parent = frame[S.PARENT_ID].notna().to_numpy()
-    found = position >= 0
-    report.flagged[R.PARENT_MISSING] += int((has_parent & ~found).sum())
-    services = frame[S.SERVICE].to_numpy()
-    callers = np.where(found, services[np.where(found, position, 0)], None)
-    return pd.Series(callers, index=frame.index, dtype="str")
+    found = (position >= 0) & has_parent
+    services = known[S.SERVICE].to_numpy(dtype=object)
+    callers = np.full(len(frame), None, dtype=object)
+    callers[found] = services[position[found]]
+    return pd.Series(callers, index=frame.index, dtype="str"), has_parent & ~found
 
 
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:

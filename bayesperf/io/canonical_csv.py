@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.errors import TraceFormatError
-from bayesperf.io._csv import header, line_of_row, read_csv
+from bayesperf.io._csv import header, read_csv, row_locator
 from bayesperf.io._table import RawSpans
 from bayesperf.io.registry import TraceFormat, register, suffixes
 
@@ -32,7 +32,7 @@ def read(source: Path | pd.DataFrame) -> RawSpans:
         frame = read_csv(
             source, required=(S.TRACE_ID, service, S.LATENCY), optional=optional, text=_IDS
         )
-        name, locate = str(source), line_of_row
+        name, locate = str(source), row_locator(source)
     if S.SERVICE not in frame.columns and S.CALLEE in frame.columns:
         frame = frame.assign(**{S.SERVICE: frame[S.CALLEE]})
     if S.START_TIME in frame.columns and not pd.api.types.is_numeric_dtype(frame[S.START_TIME]):

@@ -12,6 +12,7 @@ import glob
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,10 @@ def expand_sources(source: str | os.PathLike[str] | Iterable[str | os.PathLike[s
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
                 raise TraceFormatError("glob matches no file", source=text)
-            paths.extend(Path(m) for m in matches if Path(m).is_file())
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                raise TraceFormatError("glob matches no file (only directories)", source=text)
+            paths.extend(files)
         elif Path(text).is_dir():
             files = sorted(p for p in Path(text).iterdir() if p.is_file() and _is_data(p))
             if not files:
@@ -118,8 +122,13 @@ def _is_data(path: Path) -> bool:
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
     """First ``size`` bytes of a file, decompressed if it is gzip."""
-    with open_binary(path) as fh:
-        return fh.read(size)
+    try:
+        with open_binary(path) as fh:
+            return fh.read(size)
+    except (EOFError, OSError, zlib.error) as exc:  # truncated or not really gzip
+        raise TraceFormatError(
+            f"cannot read file: {exc}", source=path, expected="a readable (gzip) file"
+        ) from exc
 
 
 def open_binary(path: Path) -> io.BufferedIOBase:

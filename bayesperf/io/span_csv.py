@@ -25,7 +25,7 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.errors import TraceFormatError
-from bayesperf.io._csv import header, line_of_row, read_csv
+from bayesperf.io._csv import header, read_csv, row_locator
 from bayesperf.io._table import RawSpans, as_float
 from bayesperf.io.registry import TraceFormat, register, suffixes
 
@@ -136,8 +136,10 @@ def read(
             )
         table, name, locate = source, "<DataFrame>", (lambda i: f"row {i}")
     else:
-        required = [layout.columns[c] for c in (S.TRACE_ID, S.SERVICE) if c in layout.columns]
-        optional = [c for k, c in layout.columns.items() if k not in (S.TRACE_ID, S.SERVICE)]
+        # A user's mapping is a promise that the columns exist; a preset's extras are optional.
+        must = layout.columns if columns is not None else {S.TRACE_ID: 0, S.SERVICE: 0}
+        required = [c for k, c in layout.columns.items() if k in must]
+        optional = [c for k, c in layout.columns.items() if k not in must]
         ids = [
             layout.columns[c] for c in (S.TRACE_ID, S.SPAN_ID, S.PARENT_ID) if c in layout.columns
         ]
@@ -152,7 +154,7 @@ def read(
                 where="line 1 (header)",
                 expected=f"one of {mapped_latency}",
             )
-        name, locate = str(source), line_of_row
+        name, locate = str(source), row_locator(source)
     return RawSpans(frame=_canonical(table, layout, name, locate), source=name, locate=locate)
 
 
