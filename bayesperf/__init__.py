@@ -3,6 +3,7 @@
 from bayesperf import datasets
 from bayesperf.errors import NotFittedError, TraceFormatError
 from bayesperf.io import ReadReport, read_traces
+from bayesperf.simulate import simulate_traces
 from bayesperf.summaries import (
     LatencySummary,
     LogBins,
@@ -21,6 +22,7 @@ __all__ = [
     "count_transitions",
     "datasets",
     "read_traces",
+    "simulate_traces",
     "summarize_latency",
 ]
 __version__ = "0.1.0"

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from bayesperf.errors import TraceFormatError
+
 # Format modules register themselves on import; the order is the sniffing order.
 from bayesperf.io import (  # noqa: F401  (imported for registration)
     alibaba,
@@ -26,7 +28,6 @@ from bayesperf.io import (  # noqa: F401  (imported for registration)
     zipkin,
 )
 from bayesperf.io._table import RawSpans, build_span_table
-from bayesperf.errors import TraceFormatError
 from bayesperf.io.registry import (
     FORMATS,
     TraceFormat,

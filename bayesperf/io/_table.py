@@ -175,10 +175,11 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     flags = pd.concat([_flags(raw) for raw in raws], ignore_index=True).fillna(False)
 
+    keys = _SpanKeys.of(frame)
     # Callers come from all records, before any is dropped: a parent whose own duration
     # is missing still names its children's caller.
     if S.CALLER not in frame.columns:
-        frame[S.CALLER], flags[R.PARENT_MISSING] = _callers_from_parents(frame)
+        frame[S.CALLER], flags[R.PARENT_MISSING] = _callers_from_parents(frame, keys)
 
     drops = [
         (frame[S.LATENCY].isna(), R.MISSING_LATENCY),
@@ -192,16 +193,14 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
         mask = np.asarray(mask, dtype=bool) & keep
         report.dropped[reason] += int(mask.sum())
         keep &= ~mask
-    frame, flags = frame.loc[keep].reset_index(drop=True), flags.loc[keep].reset_index(drop=True)
-
-    if S.SPAN_ID in frame.columns:
-        dup = frame[S.SPAN_ID].notna() & frame.duplicated([S.TRACE_ID, S.SPAN_ID])
+    if keys is not None:
+        # Among usable rows, a repeated (trace_id, span_id) is a duplicate: first one wins.
+        dup = keep & (keys.span >= 0)
+        dup[dup] = pd.Series(keys.span_key[dup]).duplicated().to_numpy()
         report.dropped[R.DUPLICATE_SPAN] += int(dup.sum())
-        frame, flags = (
-            frame.loc[~dup].reset_index(drop=True),
-            flags.loc[~dup].reset_index(drop=True),
-        )
-    else:
+        keep &= ~dup
+    frame, flags = frame.loc[keep].reset_index(drop=True), flags.loc[keep].reset_index(drop=True)
+    if S.SPAN_ID not in frame.columns:
         # Flat formats have no span ids: number the spans within each trace.
         frame[S.SPAN_ID] = frame.groupby(S.TRACE_ID, sort=False).cumcount().astype("str")
     if S.CALLEE not in frame.columns:
@@ -224,28 +223,68 @@ def _flags(raw: RawSpans) -> pd.DataFrame:
     )
 
 
-def _callers_from_parents(frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+@dataclass(frozen=True)
+class _SpanKeys:
+    """Integer keys for ``(trace_id, span_id)`` and ``(trace_id, parent_id)``.
+
+    One factorisation of the id strings makes de-duplication and parent look-ups
+    integer operations (string MultiIndexes cost ~10x more on 10^7 spans). -1 = missing.
+    """
+
+    span: np.ndarray
+    span_key: np.ndarray
+    parent_key: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _SpanKeys | None:
+        if S.SPAN_ID not in frame.columns:
+            return None
+        n = len(frame)
+        trace, _ = pd.factorize(frame[S.TRACE_ID])
+        parent = frame[S.PARENT_ID] if S.PARENT_ID in frame.columns else None
+        ids = frame[S.SPAN_ID] if parent is None else pd.concat([frame[S.SPAN_ID], parent])
+        codes, uniques = pd.factorize(ids)
+        width = np.int64(len(uniques) + 1)
+
+        def key(c: np.ndarray) -> np.ndarray:
+            return np.where((c >= 0) & (trace >= 0), trace.astype(np.int64) * width + c, -1)
+
+        span = codes[:n]
+        parent_key = key(codes[n:]) if parent is not None else np.full(n, -1, dtype=np.int64)
+        return cls(span=span, span_key=key(span), parent_key=parent_key)
+
+
+def _callers_from_parents(
+    frame: pd.DataFrame, keys: _SpanKeys | None
+) -> tuple[pd.Series, np.ndarray]:
     """Service of each span's parent, and whether a named parent is absent from the data."""
-    if S.PARENT_ID not in frame.columns or S.SPAN_ID not in frame.columns:
+    if keys is None or S.PARENT_ID not in frame.columns:
         return pd.Series(None, index=frame.index, dtype="str"), np.zeros(len(frame), bool)
-    known = frame[frame[S.SPAN_ID].notna() & frame[S.SERVICE].notna()]
-    known = known.drop_duplicates([S.TRACE_ID, S.SPAN_ID])
-    spans = pd.MultiIndex.from_arrays([known[S.TRACE_ID], known[S.SPAN_ID]])
-    parents = pd.MultiIndex.from_arrays([frame[S.TRACE_ID], frame[S.PARENT_ID]])
-    position = spans.get_indexer(parents)
-    has_parent = frame[S.PARENT_ID].notna().to_numpy()
+    usable = (keys.span_key >= 0) & frame[S.SERVICE].notna().to_numpy()
+    known = pd.Index(keys.span_key[usable])
+    first = ~known.duplicated()  # a repeated span: its first record names the service
+    lookup = known[first]
+    position = lookup.get_indexer(keys.parent_key)
+    has_parent = keys.parent_key >= 0
     found = (position >= 0) & has_parent
-    services = known[S.SERVICE].to_numpy(dtype=object)
+    services = frame[S.SERVICE].to_numpy(dtype=object)[usable][first]
     callers = np.full(len(frame), None, dtype=object)
     callers[found] = services[position[found]]
     return pd.Series(callers, index=frame.index, dtype="str"), has_parent & ~found
 
 
+def _categorical(values: pd.Series, categories: pd.Index) -> pd.Categorical:
+    """``pd.Categorical(values, categories)``, via factorize (5x faster on Arrow strings)."""
+    codes, uniques = pd.factorize(values)
+    mapping = np.append(categories.get_indexer(uniques), -1)  # code -1 (missing) stays -1
+    return pd.Categorical.from_codes(mapping[codes], categories)
+
+
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in canonical order and dtypes; one category set for all service columns."""
     n = len(frame)
-    names = pd.concat([frame[c] for c in S.SERVICE_COLUMNS if c in frame.columns])
-    categories = pd.Index(sorted(names.dropna().unique()), dtype="str")
+    names = [pd.unique(frame[c].dropna()) for c in S.SERVICE_COLUMNS if c in frame.columns]
+    categories = pd.Index(sorted(set().union(*names)), dtype="str")
     columns = {}
     for col in S.SPAN_COLUMNS:
         if col in frame.columns:
@@ -257,7 +296,7 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             values = pd.Series(None, index=frame.index, dtype="str")
         if col in S.SERVICE_COLUMNS:
-            values = pd.Categorical(values, categories=categories)
+            values = _categorical(values, categories)
         elif col == S.OPERATION:
             values = values.astype("category")
         else:
