@@ -85,8 +85,14 @@ class LogBins:
         y = np.asarray(latency_ms, dtype=np.float64)
         with np.errstate(divide="ignore"):
             k = np.floor(np.log(y / self.lowest_ms) / math.log(self.gamma))
-        k = np.where(y < self.lowest_ms, -1, np.minimum(k, self.n_log_bins))
-        return k.astype(np.int64) + 1
+        k = np.where(y < self.lowest_ms, -1, np.minimum(k, self.n_log_bins)).astype(np.int64)
+        # Rounding in log() can put a value one bin off at an edge: settle it on the
+        # edges themselves, so every value lies in [edges[i], edges[i + 1]).
+        b = k + 1
+        edges = self.edges
+        up = (b >= 1) & (b <= self.n_log_bins) & (y >= edges[np.minimum(b + 1, len(edges) - 1)])
+        b = np.where(up, b + 1, b)
+        return np.where((b >= 2) & (y < edges[b]), b - 1, b)
 
     def to_dict(self) -> dict[str, float]:
         """JSON-friendly description (stored with saved summaries)."""

@@ -15,11 +15,15 @@ partitions, Parquet batches).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayesperf import schema as S
 from bayesperf.summaries.bins import DEFAULT_BINS, LogBins
@@ -239,8 +243,9 @@ class LatencySummary:
             return out
 
         def extreme(x: np.ndarray, y: np.ndarray, fn) -> np.ndarray:
-            xa = np.where(a >= 0, x[np.maximum(a, 0)], np.nan)
-            yb = np.where(b >= 0, y[np.maximum(b, 0)], np.nan)
+            xa, yb = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
+            xa[a >= 0] = x[a[a >= 0]]
+            yb[b >= 0] = y[b[b >= 0]]
             return fn(xa, yb)
 
         return LatencySummary(
@@ -401,6 +406,66 @@ class LatencySummary:
             bins=None,
         )
 
+    # ------------------------------------------------------------------ persistence
+    def to_dataset(self) -> xr.Dataset:
+        """The summary as an :class:`xarray.Dataset` (saved inside fitted models).
+
+        Exact: :meth:`from_dataset` gives back an equal summary, missing group keys
+        included, also after a round trip through netCDF or Zarr.
+        """
+        data: dict[str, Any] = {
+            "count": ("group", self.count),
+            "bin_counts": (("group", "bin"), self.bin_counts),
+            "edges": ("edge", self.edges),
+            "sum_log_fx": ("group", self.sum_log_fx),
+            "sum_log2_fx": ("group", self.sum_log2_fx),
+            "sum_ns": ("group", self.sum_ns),
+            "minimum": ("group", self.minimum),
+            "maximum": ("group", self.maximum),
+        }
+        names = list(self.groups.names)
+        for i in range(len(names)):
+            level = self.groups.get_level_values(i) if len(names) > 1 else self.groups
+            missing = pd.isna(level)
+            data[f"key_{i}"] = ("group", np.where(missing, "", level.astype("str")).astype(str))
+            data[f"key_{i}_missing"] = ("group", np.asarray(missing, dtype=bool))
+        attrs = {
+            "by": json.dumps(list(self.by)),
+            "group_names": json.dumps([str(n) for n in names]),
+            "has_moments": int(self.has_moments),
+            "bins": json.dumps(self.bins.to_dict() if self.bins is not None else None),
+        }
+        return xr.Dataset(data, attrs=attrs)
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> LatencySummary:
+        """Rebuild a summary written by :meth:`to_dataset`."""
+        names = json.loads(ds.attrs["group_names"])
+        levels = []
+        for i in range(len(names)):
+            keys = ds[f"key_{i}"].to_numpy().astype(object)
+            keys[ds[f"key_{i}_missing"].to_numpy().astype(bool)] = None
+            levels.append(pd.Index(keys, dtype="str"))
+        if len(names) > 1:
+            groups = pd.MultiIndex.from_arrays(levels, names=names)
+        else:
+            groups = pd.Index(levels[0], name=names[0])
+        bins = json.loads(ds.attrs["bins"])
+        return cls(
+            by=tuple(json.loads(ds.attrs["by"])),
+            groups=groups,
+            count=ds["count"].to_numpy().astype(np.int64),
+            bin_counts=ds["bin_counts"].to_numpy().astype(np.int64),
+            edges=ds["edges"].to_numpy().astype(np.float64),
+            sum_log_fx=ds["sum_log_fx"].to_numpy().astype(np.int64),
+            sum_log2_fx=ds["sum_log2_fx"].to_numpy().astype(np.int64),
+            sum_ns=ds["sum_ns"].to_numpy().astype(np.int64),
+            minimum=ds["minimum"].to_numpy().astype(np.float64),
+            maximum=ds["maximum"].to_numpy().astype(np.float64),
+            has_moments=bool(int(ds.attrs["has_moments"])),
+            bins=LogBins(**bins) if bins is not None else None,
+        )
+
     def __repr__(self) -> str:
         by = ", ".join(self.by) or "overall"
         return (
@@ -432,15 +497,21 @@ def _sorted(groups: pd.Index) -> pd.Index:
 
 
 def summarize_latency(
-    spans: pd.DataFrame, by: By = (S.CALLER, S.CALLEE), *, bins: LogBins = DEFAULT_BINS
+    spans: pd.DataFrame | str | os.PathLike[str] | Any,
+    by: By = (S.CALLER, S.CALLEE),
+    *,
+    bins: LogBins = DEFAULT_BINS,
 ) -> LatencySummary:
     """Reduce a span table to a per-group :class:`LatencySummary` in one pass.
 
     Parameters
     ----------
-    spans : pandas.DataFrame
-        A span table with a ``latency`` column (ms) and the ``by`` columns. Parquet
-        datasets and Dask DataFrames: see :mod:`bayesperf.summaries.backends`.
+    spans : pandas.DataFrame, path or dask.dataframe.DataFrame
+        A span table with a ``latency`` column (ms) and the ``by`` columns. A path to a
+        Parquet file or directory is read in batches of 10^6 rows, in bounded memory;
+        a Dask DataFrame is summarized per partition. Both give the same summary as
+        the pandas table would (see :mod:`bayesperf.summaries.backends`, which also
+        has the options: batch size, split_every).
     by : str, sequence of str or None, default ("caller", "callee")
         Grouping: a pair of columns, ``"service"``, ``"operation"``, or ``None`` for one
         overall group.
@@ -455,7 +526,12 @@ def summarize_latency(
     ------
     ValueError
         A missing column, or latencies that are missing, negative or not finite (read
-        traces with :func:`bayesperf.read_traces`, which drops and counts those).
+        traces with :func:`bayesperf.read_traces`, which drops and counts those); a
+        path that is not Parquet.
+    TypeError
+        ``spans`` is none of the accepted types.
+    ImportError
+        A Dask DataFrame without the ``dask`` extra installed.
 
     Examples
     --------
@@ -465,6 +541,10 @@ def summarize_latency(
     >>> int(summary.count.sum()) == len(spans)
     True
     """
+    if not isinstance(spans, pd.DataFrame):  # a Parquet path or a Dask DataFrame
+        from bayesperf.summaries.backends import summarize_latency_any
+
+        return summarize_latency_any(spans, by, bins=bins)
     by_t = normalize_by(by)
     missing = [c for c in (*by_t, S.LATENCY) if c not in spans.columns]
     if missing:
@@ -531,7 +611,7 @@ def _group_codes(spans: pd.DataFrame, by: tuple[str, ...]) -> tuple[np.ndarray, 
     else:
         index = pd.MultiIndex.from_arrays([k.astype("str") for k in keys], names=list(by))
         codes, groups = index.factorize(sort=False)
-        order = groups.sort_values(na_position="last")
+        order = groups.sort_values(na_position="last").set_names(list(by))
         remap = order.get_indexer(groups)
         codes, groups = remap[codes], order
     return np.asarray(codes, dtype=np.int64), groups

@@ -18,9 +18,10 @@ Two definitions, both opening every request with ``START`` and closing paths wit
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -163,20 +164,36 @@ def _tidy(source, target, counts) -> pd.Series:
     return series[series > 0].astype(np.int64)
 
 
-def count_transitions(spans: pd.DataFrame, mode: Mode = "sequence") -> TransitionCounts:
+def count_transitions(
+    spans: pd.DataFrame | str | os.PathLike[str] | Any, mode: Mode = "sequence"
+) -> TransitionCounts:
     """Count service-to-service transitions in a span table.
 
     Parameters
     ----------
-    spans : pandas.DataFrame
+    spans : pandas.DataFrame, path or dask.dataframe.DataFrame
         A span table (``trace_id`` and ``service``; ``start_time`` for "sequence";
-        ``caller`` and ideally ``span_id``/``parent_id`` for "calls").
+        ``caller`` and ideally ``span_id``/``parent_id`` for "calls"). A path to a
+        Parquet file or directory is read in batches of 10^6 rows (the rows of each
+        trace must be contiguous); a Dask DataFrame is shuffled by trace id and counted
+        per partition. Both give the same counts as the pandas table would (see
+        :mod:`bayesperf.summaries.backends`, which also has the options).
     mode : {"sequence", "calls"}, default "sequence"
         See the module docstring.
 
     Returns
     -------
     TransitionCounts
+
+    Raises
+    ------
+    ValueError
+        An unknown mode, a missing column, spans without a service; a path that is not
+        Parquet, or Parquet rows of a trace that are not contiguous.
+    TypeError
+        ``spans`` is none of the accepted types.
+    ImportError
+        A Dask DataFrame without the ``dask`` extra installed.
 
     Examples
     --------
@@ -186,6 +203,10 @@ def count_transitions(spans: pd.DataFrame, mode: Mode = "sequence") -> Transitio
     >>> int(t.counts.loc[("START", "frontend")])
     502
     """
+    if not isinstance(spans, pd.DataFrame):  # a Parquet path or a Dask DataFrame
+        from bayesperf.summaries.backends import count_transitions_any
+
+        return count_transitions_any(spans, mode)
     mode = _check_mode(mode)
     needed = [S.TRACE_ID, S.SERVICE] + ([S.CALLER] if mode == "calls" else [])
     missing = [c for c in needed if c not in spans.columns]
@@ -237,18 +258,22 @@ def _calls(spans: pd.DataFrame) -> TransitionCounts:
     callers = spans[S.CALLER].astype("str")
     has_caller = callers.notna().to_numpy()
     parents = spans[S.PARENT_ID] if S.PARENT_ID in spans.columns else None
-    has_links = parents is not None and parents.notna().any() and S.SPAN_ID in spans.columns
     is_root = ~has_caller & (parents.isna().to_numpy() if parents is not None else True)
     unknown = ~has_caller & ~is_root
 
-    if has_links:
-        own = pd.MultiIndex.from_arrays([spans[S.TRACE_ID], spans[S.SPAN_ID]])
-        called = pd.MultiIndex.from_arrays([spans[S.TRACE_ID], parents])
-        is_leaf = ~own.isin(called)
-    else:
-        own = pd.MultiIndex.from_arrays([spans[S.TRACE_ID], spans[S.SERVICE].astype("str")])
-        calling = pd.MultiIndex.from_arrays([spans[S.TRACE_ID], callers])
-        is_leaf = ~own.isin(calling[has_caller])
+    # Leaves: from parent links in traces that have them (a span nobody names as parent),
+    # else from services (a span whose service calls nothing in its trace). Decided per
+    # trace, so counting a table equals adding the counts of its traces.
+    trace = pd.factorize(spans[S.TRACE_ID])[0]
+    own = pd.MultiIndex.from_arrays([trace, spans[S.SERVICE].astype("str")])
+    calling = pd.MultiIndex.from_arrays([trace, callers])
+    is_leaf = ~own.isin(calling[has_caller])
+    if parents is not None and S.SPAN_ID in spans.columns and parents.notna().any():
+        linked_traces = np.unique(trace[parents.notna().to_numpy()])
+        linked = np.isin(trace, linked_traces)
+        span_keys = pd.MultiIndex.from_arrays([trace, spans[S.SPAN_ID]])
+        parent_keys = pd.MultiIndex.from_arrays([trace, parents])
+        is_leaf = np.where(linked, ~span_keys.isin(parent_keys), is_leaf)
 
     known = ~unknown
     caller_values = callers.to_numpy(dtype=object)
