@@ -13,6 +13,7 @@ from bayesperf.summaries import (
 )
 
 __all__ = [
+    "LatencyModel",
     "LatencySummary",
     "LogBins",
     "NotFittedError",
@@ -21,8 +22,28 @@ __all__ = [
     "TransitionCounts",
     "count_transitions",
     "datasets",
+    "diagnose",
+    "load",
+    "loo",
     "read_traces",
     "simulate_traces",
     "summarize_latency",
 ]
 __version__ = "0.1.0"
+
+# Models pull in PyMC (seconds to import): load them on first use, so reading and
+# summarising traces (and the CLI) stay fast.
+_LAZY = {
+    "LatencyModel": "bayesperf.models",
+    "load": "bayesperf.models",
+    "diagnose": "bayesperf.diagnostics",
+    "loo": "bayesperf.diagnostics",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bayesperf' has no attribute {name!r}")

@@ -1,0 +1,6 @@
+"""Bayesian models fit on summaries; results are ``xarray.DataTree`` posteriors."""
+
+from bayesperf.models._base import BayesModel, ConvergenceWarning, load
+from bayesperf.models.latency import LatencyModel, LatencyPriors
+
+__all__ = ["BayesModel", "ConvergenceWarning", "LatencyModel", "LatencyPriors", "load"]

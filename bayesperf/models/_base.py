@@ -1,0 +1,119 @@
+"""What every bayesperf model shares: configuration, fitted state, sampling, save and load.
+
+A model's constructor stores configuration only; ``fit`` samples and keeps the
+posterior on ``.idata`` (an :class:`xarray.DataTree`); accessors raise
+:class:`~bayesperf.errors.NotFittedError` before that. ``save`` writes one ``.nc``
+(h5netcdf) or ``.zarr`` file holding the posterior, the data the model was fit on and
+its configuration; :func:`load` rebuilds the model from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import xarray as xr
+
+from bayesperf.errors import NotFittedError
+
+#: Attribute holding the model's class name in saved files.
+MODEL_ATTR = "bayesperf_model"
+#: Attribute holding the model's JSON configuration in saved files.
+CONFIG_ATTR = "bayesperf_config"
+
+_REGISTRY: dict[str, type[BayesModel]] = {}
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit's diagnostics fail the thresholds (R-hat, ESS, divergences)."""
+
+
+class BayesModel:
+    """Base class: configuration, fitted posterior, persistence."""
+
+    #: Default sampler settings; ``fit(**sample_kwargs)`` overrides them.
+    sample_defaults: ClassVar[dict[str, Any]] = {
+        "draws": 1000,
+        "tune": 1000,
+        "chains": 4,
+        "nuts_sampler": "nutpie",
+        "target_accept": 0.9,
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    _idata: xr.DataTree | None = None
+
+    @property
+    def idata(self) -> xr.DataTree:
+        """The posterior and everything stored with it (ArviZ 1.x ``DataTree``)."""
+        if self._idata is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call .fit(data) first")
+        return self._idata
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run (or the model was loaded)."""
+        return self._idata is not None
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable configuration (the constructor's arguments)."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write posterior, fit data and configuration to ``path`` (``.nc`` or ``.zarr``).
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(path)
+        tree = self.idata.copy()
+        tree.attrs[MODEL_ATTR] = type(self).__name__
+        tree.attrs[CONFIG_ATTR] = json.dumps(self.get_config())
+        if path.suffix == ".zarr":
+            with warnings.catch_warnings():
+                # zarr 3 warns that consolidated metadata is not in its spec yet.
+                warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+                tree.to_zarr(path, mode="w")
+        elif path.suffix in (".nc", ".h5", ".netcdf"):
+            tree.to_netcdf(path, engine="h5netcdf")
+        else:
+            raise ValueError(f"cannot save to {path}: use a .nc or .zarr path")
+        return path
+
+    @classmethod
+    def _from_idata(cls, idata: xr.DataTree, config: dict[str, Any]) -> BayesModel:
+        model = cls(**config)
+        model._idata = idata
+        return model
+
+
+def load(path: str | os.PathLike[str]) -> BayesModel:
+    """Rebuild a model saved with ``model.save(path)``.
+
+    Examples
+    --------
+    >>> model = bayesperf.load("latency.nc")  # doctest: +SKIP
+    >>> model.summary()                        # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model at {path}")
+    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        tree = xr.open_datatree(path, engine=engine).load()
+    name = tree.attrs.pop(MODEL_ATTR, None)
+    config = tree.attrs.pop(CONFIG_ATTR, None)
+    if name is None or config is None:
+        raise ValueError(f"{path} was not written by a bayesperf model's save()")
+    if name not in _REGISTRY:
+        raise ValueError(f"{path} holds an unknown model type {name!r}")
+    return _REGISTRY[name]._from_idata(tree, json.loads(config))
