@@ -39,3 +39,18 @@ def test_needs_traces_or_demo(capsys):
     assert main(["summary"]) == 2
     with pytest.raises(SystemExit):
         main(["summary", "--format", "nope", str(datasets.online_boutique_path())])
+
+
+@pytest.mark.filterwarnings("ignore::bayesperf.models.ConvergenceWarning")
+def test_fit_demo_prints_intervals_and_saves(capsys, tmp_path):
+    path = tmp_path / "model.nc"
+    code = main(
+        ["fit", "--demo", "--draws", "200", "--tune", "200", "--chains", "2", "-o", str(path)]
+    )
+    text = capsys.readouterr().out
+    assert code in (0, 3)  # 3: a convergence check failed (short chains)
+    assert "Posterior latency (ms): median and 90% equal-tailed interval" in text
+    assert "p99_lower" in text and "(all)" in text and "Convergence" in text
+    import bayesperf
+
+    assert len(bayesperf.load(path).summary()) == 22  # 21 pairs + overall

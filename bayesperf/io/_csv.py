@@ -84,8 +84,9 @@ def read_csv(
         column_types={c: pa.string() for c in text if c in usecols},
     )
     try:
-        with open_binary(path) as fh:
-            table = pacsv.read_csv(fh, convert_options=options)
+        # A path (not a file object) lets pyarrow read with all cores; it decompresses
+        # .gz by the extension.
+        table = pacsv.read_csv(str(path), convert_options=options)
     except Exception as exc:  # pyarrow raises ArrowInvalid, gzip raises EOFError, ...
         where = _bad_line(path, len(names))
         raise TraceFormatError(

@@ -461,6 +461,31 @@ class LatencyModel(BayesModel):
         prob = (draws > threshold_ms).mean(("chain", "draw")).to_numpy()
         return pd.Series(prob, index=self.groups, name=f"P(p{100 * q:g} > {threshold_ms:g} ms)")
 
+    def ppc_pvalue(self, q: float = 0.99, *, random_seed: int = 0) -> pd.Series:
+        """Posterior predictive check of each group's empirical ``q`` quantile.
+
+        For every posterior draw, the empirical ``q`` quantile of a replicated sample of
+        the group's ``n`` spans is drawn exactly (order statistics: ``F⁻¹(u)`` with
+        ``u ~ Beta(k, n - k + 1)``, ``k = ceil(q n)``). The two-sided p-value says how
+        surprising the observed empirical quantile is under the model: below ~0.01 the
+        family does not describe that group's tail (multimodal latency: try the
+        mixture model).
+        """
+        fit = self.fit_summary
+        observed = fit.quantile(q)[:, 0]
+        loc, shape = self._params()
+        loc = loc.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
+        shape = shape.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
+        n = fit.count.astype(np.float64)[:, None]
+        k = np.clip(np.ceil(q * n), 1, n)
+        rng = np.random.default_rng(random_seed)
+        u = rng.beta(k, n - k + 1, size=loc.shape)
+        replicated = self._family.quantile(u, loc, shape)
+        upper = (replicated >= observed[:, None]).mean(axis=1)
+        lower = (replicated <= observed[:, None]).mean(axis=1)
+        p = np.minimum(1.0, 2 * np.minimum(upper, lower))
+        return pd.Series(p, index=self.groups, name=f"p{100 * q:g}_ppc_p")
+
     def summary(self, ci_prob: float = 0.9, *, overall: bool = True) -> pd.DataFrame:
         """Posterior mean/P50/P95/P99 per group with equal-tailed credible intervals.
 
@@ -477,7 +502,9 @@ class LatencyModel(BayesModel):
         pandas.DataFrame
             Indexed by the group; columns ``n``, ``empirical_p50/p95/p99`` (from the
             1% bins) and, for each of mean, p50, p95, p99: ``<stat>_mean``,
-            ``<stat>_median``, ``<stat>_lower``, ``<stat>_upper``.
+            ``<stat>_median``, ``<stat>_lower``, ``<stat>_upper``; ``p99_ppc_p``, the
+            posterior predictive p-value of the empirical P99 (small: misfit, see
+            :meth:`ppc_pvalue`).
         """
         if not 0 < ci_prob < 1:
             raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
@@ -493,6 +520,7 @@ class LatencyModel(BayesModel):
         for name, da in draws.items():
             for col, values in _interval(da, ci_prob).items():
                 table[f"{name}_{col}"] = values
+        table["p99_ppc_p"] = self.ppc_pvalue(0.99).to_numpy()
         if overall:
             table = pd.concat([table, self.overall_summary(ci_prob)])
         return table

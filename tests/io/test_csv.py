@@ -255,7 +255,7 @@ def test_truncated_gzip(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     msg = read_error(path)
     assert "cannot parse CSV" in msg
-    assert "Compressed file ended" in msg
+    assert "Truncated compressed stream" in msg
 
 
 @pytest.mark.parametrize("format", ["auto", "csv"])

@@ -284,3 +284,27 @@ def test_real_traces_converge_and_hotel_load_raises_p99(shared_data):
     for pair in moved[moved].index:
         key = tuple("(none)" if pd.isna(k) else k for k in pair)
         assert tables[100].loc[key, "p99_median"] > tables[25].loc[key, "p99_median"], key
+
+
+@quiet
+def test_ppc_flags_a_bimodal_pair_and_not_lognormal_ones():
+    """Two lognormal pairs fit (p > 0.05); a 70/30 fast/slow pair's P99 does not
+    (p < 0.01), since one lognormal cannot reproduce a separate slow mode."""
+    rng = np.random.default_rng(8)
+    fast = np.exp(rng.normal(np.log(1.0), 0.3, 3000))
+    slow = np.exp(rng.normal(np.log(200.0), 0.1, 3000))
+    bimodal = np.where(rng.random(3000) < 0.7, fast, slow)
+    spans = pd.DataFrame(
+        {
+            "caller": "gw",
+            "callee": ["a"] * 3000 + ["b"] * 3000 + ["c"] * 3000,
+            "latency": np.concatenate(
+                [np.exp(rng.normal(1.0, 0.5, 3000)), np.exp(rng.normal(3.0, 0.8, 3000)), bimodal]
+            ),
+        }
+    )
+    model = LatencyModel().fit(spans, random_seed=4, **FAST)
+    p = model.ppc_pvalue(0.99)
+    assert p[("gw", "a")] > 0.05 and p[("gw", "b")] > 0.05
+    assert p[("gw", "c")] < 0.01
+    assert "p99_ppc_p" in model.summary().columns
