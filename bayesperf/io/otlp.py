@@ -23,24 +23,31 @@ import binascii
 import json
 import math
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from bayesperf import schema as S
 from bayesperf.errors import TraceFormatError
+from bayesperf.io._json import (
+    INT64_MAX,
+    SpanColumns,
+    iter_objects,
+    json_error,
+    json_head,
+    optional_str,
+    parse_json,
+    read_text,
+    reject_options,
+    shape_error,
+    string_id,
+    too_deep,
+)
 from bayesperf.io._table import RawSpans
-from bayesperf.io.registry import TraceFormat, open_binary, register, suffixes
+from bayesperf.io.registry import TraceFormat, register
 
-_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _HEAD = re.compile(rb'\s*\{\s*"resourceSpans"\s*:')
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _SCOPE_KEYS = ("scopeSpans", "instrumentationLibrarySpans")
 _ERROR_CODES = (2, "2", "STATUS_CODE_ERROR")
-_INT64_MAX = 2**63 - 1
 _NS_PER_MS = 1_000_000
 
 
@@ -67,117 +74,94 @@ def read(path: Path, **options: object) -> RawSpans:
         ``spanId``, or a time that is not an integer.
 
     """
-    if options:
-        raise TraceFormatError(
-            f"the otlp reader takes no options, got {sorted(options)}",
-            source=path,
-            where="options",
-            expected="no keyword options",
-        )
-    trace_ids: list[str] = []
-    span_ids: list[str] = []
-    parent_ids: list[str | None] = []
-    services: list[str | None] = []
-    operations: list[str | None] = []
-    starts: list[int | None] = []
-    latencies: list[float] = []
-    errors: list[bool] = []
+    reject_options("otlp", options, path)
+    columns = SpanColumns()
     locations: list[str] = []
 
     for line_prefix, doc in _documents(path):
         if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
             where = line_prefix.removesuffix(": ") or "top level"
-            raise _shape(path, where, doc, '{"resourceSpans": [...]}')
-        for r, resource_spans in enumerate(doc["resourceSpans"]):
-            at = f"{line_prefix}resourceSpans[{r}]"
-            if not isinstance(resource_spans, dict):
-                raise _shape(path, at, resource_spans, 'an object {"resource", "scopeSpans"}')
+            raise shape_error(path, where, doc, '{"resourceSpans": [...]}')
+        for at, resource_spans in iter_objects(
+            doc["resourceSpans"],
+            path,
+            f"{line_prefix}resourceSpans",
+            expected_list="a list of resource spans",
+            expected_item='an object {"resource", "scopeSpans"}',
+        ):
             service = _service_name(resource_spans.get("resource"), path, f"{at}.resource")
             key = next((k for k in _SCOPE_KEYS if k in resource_spans), _SCOPE_KEYS[0])
-            scopes = resource_spans.get(key) or []
-            if not isinstance(scopes, list):
-                raise _shape(path, f"{at}.{key}", scopes, "a list of scope spans")
-            for s, scope in enumerate(scopes):
-                scope_at = f"{at}.{key}[{s}]"
-                if not isinstance(scope, dict):
-                    raise _shape(path, scope_at, scope, 'an object {"scope", "spans"}')
-                spans = scope.get("spans") or []
-                if not isinstance(spans, list):
-                    raise _shape(path, f"{scope_at}.spans", spans, "a list of spans")
-                for i, span in enumerate(spans):
-                    where = f"{scope_at}.spans[{i}]"
-                    if not isinstance(span, dict):
-                        raise _shape(path, where, span, "a span object")
-                    trace_ids.append(_hex_id(span.get("traceId"), 16, path, f"{where}.traceId"))
-                    span_ids.append(_hex_id(span.get("spanId"), 8, path, f"{where}.spanId"))
+            for scope_at, scope in iter_objects(
+                resource_spans.get(key) or [],
+                path,
+                f"{at}.{key}",
+                expected_list="a list of scope spans",
+                expected_item='an object {"scope", "spans"}',
+            ):
+                for where, span in iter_objects(
+                    scope.get("spans") or [],
+                    path,
+                    f"{scope_at}.spans",
+                    expected_list="a list of spans",
+                    expected_item="a span object",
+                ):
+                    trace_id = _hex_id(span.get("traceId"), 16, path, f"{where}.traceId")
+                    span_id = _hex_id(span.get("spanId"), 8, path, f"{where}.spanId")
                     parent = span.get("parentSpanId")
-                    parent_ids.append(
+                    parent_id = (
                         None
                         if parent in (None, "")
                         else _hex_id(parent, 8, path, f"{where}.parentSpanId")
                     )
-                    services.append(service)
-                    operations.append(_text(span.get("name"), path, f"{where}.name"))
+                    operation = optional_str(span.get("name"), path, f"{where}.name")
                     start = _nanos(
                         span.get("startTimeUnixNano"), path, f"{where}.startTimeUnixNano"
                     )
                     end = _nanos(span.get("endTimeUnixNano"), path, f"{where}.endTimeUnixNano")
-                    starts.append(start)
                     # Subtract in integers: float64 ns since 1970 would lose ~100 ns.
                     missing = start is None or end is None
-                    latencies.append(math.nan if missing else (end - start) / _NS_PER_MS)
-                    errors.append(_is_error(span.get("status"), path, f"{where}.status"))
+                    columns.add(
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        parent_id=parent_id,
+                        service=service,
+                        operation=operation,
+                        start=start,
+                        latency=math.nan if missing else (end - start) / _NS_PER_MS,
+                        error=_is_error(span.get("status"), path, f"{where}.status"),
+                    )
                     locations.append(where)
 
-    frame = pd.DataFrame(
-        {
-            S.TRACE_ID: pd.array(trace_ids, dtype="str"),
-            S.SPAN_ID: pd.array(span_ids, dtype="str"),
-            S.PARENT_ID: pd.array(parent_ids, dtype="str"),
-            S.SERVICE: pd.array(services, dtype="str"),
-            S.OPERATION: pd.array(operations, dtype="str"),
-            S.START_TIME: pd.array(starts, dtype="Int64"),
-            S.LATENCY: np.asarray(latencies, dtype="float64"),
-            S.ERROR: np.asarray(errors, dtype=bool),
-        }
-    )
-    return RawSpans(frame=frame, source=str(path), locate=locations.__getitem__)
+    return RawSpans(frame=columns.frame(), source=str(path), locate=locations.__getitem__)
 
 
 def _documents(path: Path) -> list[tuple[str, Any]]:
     """``(location prefix, export object)`` pairs: the whole file, or one per JSON line."""
-    text = _read_text(path)
+    content = read_text(path)
+    # Not parse_json: "Extra data" after the first value means JSON lines, not an error.
     try:
-        return [("", json.loads(text))]
+        return [("", json.loads(content))]
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":
-            raise _json_error(path, text, exc, "") from None
+            raise json_error(path, content, exc) from None
     except RecursionError:
-        raise TraceFormatError("JSON is nested too deeply", source=path) from None
+        raise too_deep(path) from None
     # More than one JSON value: JSON lines, as the collector's file exporter writes.
-    docs = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            docs.append((f"line {n}: ", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise _json_error(path, line, exc, f"line {n} ") from None
-        except RecursionError:
-            raise TraceFormatError(
-                "JSON is nested too deeply", source=path, where=f"line {n}"
-            ) from None
-    return docs
+    return [
+        (f"line {n}: ", parse_json(path, line, line=n))
+        for n, line in enumerate(content.splitlines(), start=1)
+        if line.strip()
+    ]
 
 
 def _service_name(resource: Any, path: Path, where: str) -> str | None:
     if resource is None:
         return None
     if not isinstance(resource, dict):
-        raise _shape(path, where, resource, 'an object {"attributes": [...]}')
+        raise shape_error(path, where, resource, 'an object {"attributes": [...]}')
     attributes = resource.get("attributes") or []
     if not isinstance(attributes, list):
-        raise _shape(path, f"{where}.attributes", attributes, "a list of key/value attributes")
+        raise shape_error(path, f"{where}.attributes", attributes, "a list of key/value attributes")
     for attribute in attributes:
         if isinstance(attribute, dict) and attribute.get("key") == "service.name":
             value = attribute.get("value")
@@ -188,9 +172,7 @@ def _service_name(resource: Any, path: Path, where: str) -> str | None:
 
 def _hex_id(value: Any, size: int, path: Path, where: str) -> str:
     """Return a hex id, lower-cased; base64 ids (old exporters) of ``size`` bytes become hex."""
-    if not isinstance(value, str) or not value:
-        problem = "missing id" if value is None or value == "" else f"id {value!r} is not a string"
-        raise TraceFormatError(problem, source=path, where=where, expected="a hex id string")
+    value = string_id(value, path, where)
     if _HEX.fullmatch(value):
         return value.lower()
     try:
@@ -201,6 +183,7 @@ def _hex_id(value: Any, size: int, path: Path, where: str) -> str:
     return raw.hex() if len(raw) == size else value.lower()
 
 
+# Not _json.number: OTLP times are integer ns >= 0 (no fractions) and 0 means "not set".
 def _nanos(value: Any, path: Path, where: str) -> int | None:
     """Integer nanoseconds from a JSON number or string; None when absent or 0."""
     if value is None or value == "":
@@ -215,7 +198,7 @@ def _nanos(value: Any, path: Path, where: str) -> int | None:
             ns = int(value)
         except ValueError:
             ns = None
-    if ns is None or not 0 <= ns <= _INT64_MAX:
+    if ns is None or not 0 <= ns <= INT64_MAX:
         raise TraceFormatError(
             f"{value!r} is not a time",
             source=path,
@@ -230,62 +213,13 @@ def _is_error(status: Any, path: Path, where: str) -> bool:
     if status is None:
         return False
     if not isinstance(status, dict):
-        raise _shape(path, where, status, 'an object {"code", "message"}')
+        raise shape_error(path, where, status, 'an object {"code", "message"}')
     return status.get("code") in _ERROR_CODES
 
 
-def _text(value: Any, path: Path, where: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise _shape(path, where, value, "a string")
-
-
-def _shape(path: Path, where: str, value: Any, expected: str) -> TraceFormatError:
-    return TraceFormatError(
-        f"found {type(value).__name__} {_preview(value)}",
-        source=path,
-        where=where,
-        expected=expected,
-    )
-
-
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with open_binary(path) as fh:
-            data = fh.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise TraceFormatError(f"cannot read the file: {exc}", source=path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TraceFormatError(
-            f"not UTF-8 text ({exc.reason})",
-            source=path,
-            where=f"byte {exc.start}",
-            expected="JSON",
-        ) from None
-    if not text.strip():
-        raise TraceFormatError("file is empty", source=path, where="file start", expected="JSON")
-    return text
-
-
-def _json_error(path: Path, text: str, exc: json.JSONDecodeError, line: str) -> TraceFormatError:
-    # The text ends inside a value (an unterminated string always runs to the end).
-    truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
-    problem = "JSON ends early (truncated file?)" if truncated else f"malformed JSON: {exc.msg}"
-    where = f"{line}column {exc.colno}" if line else f"line {exc.lineno} column {exc.colno}"
-    return TraceFormatError(problem, source=path, where=where, expected="JSON")
-
-
 def _sniff(path: Path, head: bytes) -> bool:
-    if suffixes(path) not in _JSON_SUFFIXES:
-        return False
-    return bool(_HEAD.match(head.removeprefix(b"\xef\xbb\xbf")))
+    head = json_head(path, head)
+    return head is not None and bool(_HEAD.match(head))
 
 
 FORMAT = register(

@@ -319,7 +319,7 @@ class LatencyModel(BayesModel):
             Seed for the sampler: the same seed gives the same posterior.
         **sample_kwargs
             Passed to :func:`pymc.sample` (defaults: 1,000 draws and 1,000 tuning steps
-            on 2 chains with nutpie, ``target_accept=0.9``).
+            on 4 chains with nutpie, ``target_accept=0.9``).
 
         Returns
         -------
@@ -600,9 +600,12 @@ class LatencyModel(BayesModel):
     ) -> xr.DataTree:
         """Replicate each group's histogram from the posterior (for PPC plots).
 
-        Adds a ``posterior_predictive`` group to :attr:`idata` with ``bin_counts``,
-        dims ``(chain, draw, cell)``: multinomial draws of each group's span count over
-        its fitting cells, from ``draws`` evenly spaced posterior draws per chain.
+        Adds ``posterior_predictive["latency"]``, dims ``(chain, draw, cell)``: for
+        ``draws`` evenly spaced posterior draws per chain, a multinomial draw of each
+        group's span count over its observed fitting cells *plus everything else*
+        (``posterior_predictive["elsewhere"]``, dims ``(chain, draw, <group dim>)``: the
+        replicated spans that fell in bins where the group has no data). Nothing is
+        renormalised, so mass the model puts where there are no data shows up.
         """
         prob, cells = self.cell_probabilities()
         n_draws = prob.sizes["draw"]
@@ -612,24 +615,23 @@ class LatencyModel(BayesModel):
         p = prob.to_numpy()
         out = np.zeros(p.shape, dtype=np.int64)
         n = self.fit_summary.count
+        elsewhere = np.zeros((*p.shape[:2], len(n)), dtype=np.int64)
         for g, idx in cells.groupby("group").indices.items():
-            pg = p[..., idx]
-            pg = pg / pg.sum(axis=-1, keepdims=True)
-            out[..., idx] = rng.multinomial(n[g], pg)
+            pg = np.clip(p[..., idx], 0, 1)
+            rest = np.clip(1 - pg.sum(axis=-1, keepdims=True), 0, 1)
+            pg = np.concatenate([pg, rest], axis=-1)
+            draws_g = rng.multinomial(n[g], pg / pg.sum(axis=-1, keepdims=True))
+            out[..., idx] = draws_g[..., :-1]
+            elsewhere[..., g] = draws_g[..., -1]
         ppc = xr.Dataset(
-            {"bin_counts": (("chain", "draw", "cell"), out)},
+            {
+                "latency": (("chain", "draw", "cell"), out),
+                "elsewhere": (("chain", "draw", self.group_dim), elsewhere),
+            },
             coords={"chain": prob["chain"], "draw": prob["draw"]},
         )
-        observed = xr.Dataset(
-            {
-                "bin_counts": ("cell", cells["count"].to_numpy()),
-                "cell_group": ("cell", cells["group"].to_numpy()),
-                "cell_lo": ("cell", cells["lo"].to_numpy()),
-                "cell_hi": ("cell", cells["hi"].to_numpy()),
-            }
-        )
         self.idata["posterior_predictive"] = xr.DataTree(ppc)
-        self.idata["observed_data"] = xr.DataTree(observed)
+        self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
 
     def compute_log_likelihood(self) -> xr.DataTree:
@@ -638,21 +640,13 @@ class LatencyModel(BayesModel):
         ``log_likelihood["latency"]`` has dims ``(chain, draw, cell)``: the log
         probability of *one* span falling in the cell (a fitting bin of one group),
         the same cells for every family fit on the same summary; ``observed_data``
-        holds each cell's span count. :func:`bayesperf.loo` weights cells by their
-        counts, giving per-span PSIS-LOO comparable across families.
+        holds each cell's span count (``latency``) and edges. :func:`bayesperf.loo`
+        weights cells by their counts, giving per-span PSIS-LOO comparable across
+        families.
         """
         prob, cells = self.cell_probabilities()
         self.idata["log_likelihood"] = xr.DataTree(xr.Dataset({"latency": np.log(prob)}))
-        self.idata["observed_data"] = xr.DataTree(
-            xr.Dataset(
-                {
-                    "latency": ("cell", cells["count"].to_numpy()),
-                    "cell_group": ("cell", cells["group"].to_numpy()),
-                    "cell_lo": ("cell", cells["lo"].to_numpy()),
-                    "cell_hi": ("cell", cells["hi"].to_numpy()),
-                }
-            )
-        )
+        self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
 
     def _check_convergence(self) -> None:
@@ -704,6 +698,18 @@ def _partially_centered(name: str, mu, sd, w: np.ndarray, dim: str):
     """``name ~ N(mu, sd)`` per group, with centring weight ``w`` (0 = non-centred)."""
     raw = pm.Normal(f"{name}_raw", w * mu, sd**w, dims=dim)
     return pm.Deterministic(name, mu + sd ** (1 - w) * (raw - w * mu), dims=dim)
+
+
+def _cells_dataset(cells: pd.DataFrame) -> xr.Dataset:
+    """The observed fitting cells: span count (``latency``), group and edges per cell."""
+    return xr.Dataset(
+        {
+            "latency": ("cell", cells["count"].to_numpy()),
+            "cell_group": ("cell", cells["group"].to_numpy()),
+            "cell_lo": ("cell", cells["lo"].to_numpy()),
+            "cell_hi": ("cell", cells["hi"].to_numpy()),
+        }
+    )
 
 
 def _drop_internal(idata: xr.DataTree) -> xr.DataTree:

@@ -204,13 +204,19 @@ def test_diagnose_and_loo(fitted):
 
 def test_posterior_predictive_histograms(fitted):
     fitted.sample_posterior_predictive(random_seed=1, draws=50)
-    pp = fitted.idata.posterior_predictive["bin_counts"]
+    pp = fitted.idata.posterior_predictive
     obs = fitted.idata.observed_data
     groups = obs["cell_group"].to_numpy()
     n = fitted.fit_summary.count
-    totals = pp.to_numpy().reshape(-1, pp.sizes["cell"])
+    cells = pp["latency"].to_numpy().reshape(-1, pp.sizes["cell"])
+    elsewhere = pp["elsewhere"].to_numpy().reshape(-1, len(n))
     for g in range(len(n)):
-        assert (totals[:, groups == g].sum(axis=1) == n[g]).all()
+        # Every replicated span lands in an observed cell or elsewhere: nothing renormalised.
+        assert (cells[:, groups == g].sum(axis=1) + elsewhere[:, g] == n[g]).all()
+    # LOO after a PPC (and a PPC after LOO) share one observed_data group.
+    assert np.isfinite(loo(fitted).elpd)
+    fitted.sample_posterior_predictive(random_seed=2, draws=20)
+    assert np.isfinite(loo(fitted).elpd)
 
 
 # ---------------------------------------------------------------- slow: recovery, real data
