@@ -20,6 +20,7 @@ __all__ = [
     "ReadReport",
     "TraceFormatError",
     "TransitionCounts",
+    "TransitionModel",
     "count_transitions",
     "datasets",
     "diagnose",
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 # summarising traces (and the CLI) stay fast.
 _LAZY = {
     "LatencyModel": "bayesperf.models",
+    "TransitionModel": "bayesperf.models",
     "load": "bayesperf.models",
     "diagnose": "bayesperf.diagnostics",
     "loo": "bayesperf.diagnostics",

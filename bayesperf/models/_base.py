@@ -40,7 +40,7 @@ class BayesModel:
         "tune": 1000,
         "chains": 4,
         "nuts_sampler": "nutpie",
-        "target_accept": 0.9,
+        "target_accept": 0.98,
     }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
