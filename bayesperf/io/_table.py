@@ -258,18 +258,23 @@ class _SpanKeys:
         if S.SPAN_ID not in frame.columns:
             return None
         n = len(frame)
-        trace, _ = pd.factorize(frame[S.TRACE_ID])
         # Parent ids are only needed to derive callers (the costly half of the hashing).
         needs_parents = S.PARENT_ID in frame.columns and S.CALLER not in frame.columns
         parent = frame[S.PARENT_ID] if needs_parents else None
         ids = frame[S.SPAN_ID] if parent is None else pd.concat([frame[S.SPAN_ID], parent])
         codes, uniques = pd.factorize(ids)
+        span = codes[:n]
+        if parent is None and len(uniques) == int((span >= 0).sum()):
+            # Every span id occurs once (random 64-bit ids): (trace, span) pairs are
+            # unique too, and nothing needs trace-scoped keys.
+            missing = np.full(n, -1, dtype=np.int64)
+            return cls(span=span, span_key=span.astype(np.int64), parent_key=missing)
+        trace, _ = pd.factorize(frame[S.TRACE_ID])
         width = np.int64(len(uniques) + 1)
 
         def key(c: np.ndarray) -> np.ndarray:
             return np.where((c >= 0) & (trace >= 0), trace.astype(np.int64) * width + c, -1)
 
-        span = codes[:n]
         parent_key = key(codes[n:]) if parent is not None else np.full(n, -1, dtype=np.int64)
         return cls(span=span, span_key=key(span), parent_key=parent_key)
 
