@@ -15,6 +15,9 @@ resident memory (``ru_maxrss``) is its own:
     ``bayesperf.read_traces(csv)`` + ``summarize_latency(spans)``.
 ``bayesperf-parquet``
     ``bayesperf.read_traces(parquet)`` + ``summarize_latency(spans)``.
+``batched-csv``
+    ``summarize_latency(csv_path)``: the CSV streamed in blocks, bounded memory (no
+    de-duplication or dropping of rows: what ``read_traces`` adds).
 ``batched-parquet``
     ``summarize_latency(parquet_path)``: Parquet batches of 10^6 rows, bounded memory.
 ``baseline-parquet``
@@ -46,6 +49,7 @@ VARIANTS = (
     "baseline-csv",
     "bayesperf-csv",
     "bayesperf-parquet",
+    "batched-csv",
     "batched-parquet",
     "baseline-parquet",
 )
@@ -203,8 +207,8 @@ def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
         spans, groups = len(frame), len(result)
         raw_bytes = int(frame.memory_usage(deep=True).sum())
         stages = {"read": t1 - t0, "summarize": time.perf_counter() - t1}
-    elif name == "batched-parquet":
-        summary = bayesperf.summarize_latency(pq_path)
+    elif name.startswith("batched"):
+        summary = bayesperf.summarize_latency(csv_path if name == "batched-csv" else pq_path)
         spans, groups = int(summary.count.sum()), summary.n_groups
     else:
         source = csv_path if name == "bayesperf-csv" else pq_path

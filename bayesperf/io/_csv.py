@@ -47,7 +47,12 @@ def row_locator(path: Path) -> Callable[[int], str]:
 
 
 def read_csv(
-    path: Path, *, required: Sequence[str], optional: Sequence[str] = (), text: Sequence[str] = ()
+    path: Path,
+    *,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    text: Sequence[str] = (),
+    categorical: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read the named columns of a CSV file with pyarrow.
 
@@ -61,6 +66,9 @@ def read_csv(
         Columns read when present.
     text : sequence of str
         Columns to read as strings whatever they look like (ids: ``"0012"`` stays).
+    categorical : sequence of str
+        Low-cardinality text columns (services, operations) to dictionary-encode while
+        parsing: they arrive categorical, without a string per row.
 
     Returns
     -------
@@ -81,7 +89,10 @@ def read_csv(
     usecols = [c for c in (*required, *optional) if c in names]
     options = pacsv.ConvertOptions(
         include_columns=usecols,
-        column_types={c: pa.string() for c in text if c in usecols},
+        column_types={
+            **{c: pa.string() for c in text if c in usecols},
+            **{c: pa.dictionary(pa.int32(), pa.string()) for c in categorical if c in usecols},
+        },
     )
     try:
         # A path (not a file object) lets pyarrow read with all cores; it decompresses

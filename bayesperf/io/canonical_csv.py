@@ -30,7 +30,11 @@ def read(source: Path | pd.DataFrame) -> RawSpans:
         service = S.SERVICE if S.SERVICE in names else S.CALLEE
         optional = [c for c in S.SPAN_COLUMNS if c not in (S.TRACE_ID, S.LATENCY, service)]
         frame = read_csv(
-            source, required=(S.TRACE_ID, service, S.LATENCY), optional=optional, text=_IDS
+            source,
+            required=(S.TRACE_ID, service, S.LATENCY),
+            optional=optional,
+            text=_IDS,
+            categorical=(S.SERVICE, S.OPERATION, S.CALLER, S.CALLEE),
         )
         name, locate = str(source), row_locator(source)
     if S.SERVICE not in frame.columns and S.CALLEE in frame.columns:

@@ -304,3 +304,33 @@ def test_dask_transitions_ties_orphans_and_mixed_links(client, mixed_links):
     ddf = dd.from_pandas(mixed_links, npartitions=3)
     got = B.count_transitions_dask(ddf, "calls", npartitions=30)
     assert got.equals(count_transitions(mixed_links, "calls"))
+
+
+# ----------------------------------------------------------------- streaming CSV
+
+
+def test_streaming_csv_summary_equals_read_traces_path(tmp_path):
+    spans = bayesperf.datasets.load_online_boutique()
+    path = tmp_path / "spans.csv"
+    columns = ["trace_id", "span_id", "parent_id", "service", "caller", "callee", "latency"]
+    spans[columns].to_csv(path, index=False)
+    expected = bayesperf.summarize_latency(bayesperf.read_traces(path))
+    from bayesperf.summaries.backends import summarize_latency_csv
+
+    # Small blocks: many partial summaries, added exactly.
+    assert summarize_latency_csv(path, block_size=64 << 10).equals(expected)
+    assert bayesperf.summarize_latency(path).equals(expected)  # dispatch on a .csv path
+    by_service = bayesperf.summarize_latency(bayesperf.read_traces(path), by="service")
+    assert summarize_latency_csv(path, by="service").equals(by_service)
+
+
+def test_streaming_csv_errors_name_the_rows(tmp_path):
+    from bayesperf.summaries.backends import summarize_latency_csv
+
+    path = tmp_path / "bad.csv"
+    path.write_text("trace_id,caller,callee,latency\nt,a,b,1.0\nt,a,b,-2.0\n")
+    with pytest.raises(ValueError, match=r"bad.csv \(data rows 0-1\).*negative"):
+        summarize_latency_csv(path)
+    path.write_text("trace_id,callee,latency\nt,b,1.0\n")
+    with pytest.raises(ValueError, match="cannot read columns"):
+        summarize_latency_csv(path)
