@@ -38,11 +38,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _measure import peak_rss_bytes, rss_bytes
 
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS = (
@@ -164,28 +165,6 @@ def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
 
 
 # -------------------------------------------------------------------- variants
-def _rss_now() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss() -> int:
-    """This process's peak RSS in bytes.
-
-    ``VmHWM`` belongs to the process's own address space. ``ru_maxrss`` is not usable:
-    on Linux a child starts with the RSS high-water mark of the parent it was forked
-    from (kept across exec), so it would report the benchmark driver's memory.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
 def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
     """Run one variant in this (fresh) process; return timings and memory."""
     import pandas as pd
@@ -194,7 +173,7 @@ def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
 
     stages: dict[str, float] = {}
     raw_bytes = None
-    rss_imported = _rss_now()
+    rss_imported = rss_bytes()
     t0 = time.perf_counter()
     if name.startswith("baseline"):
         frame = (
@@ -218,7 +197,7 @@ def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
         spans, groups = len(table), summary.n_groups
         stages = {"read": t1 - t0, "summarize": time.perf_counter() - t1}
     seconds = time.perf_counter() - t0
-    peak = _peak_rss()
+    peak = peak_rss_bytes()
     return {
         "variant": name,
         "spans": spans,

@@ -32,11 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from typing import Any
+
+from _measure import peak_rss_bytes
 
 SEED = 20261126
 REPEATS = 3
@@ -137,18 +138,6 @@ def synthetic_spans(p: dict):
 
 
 # ======================================================= measuring helpers (child)
-def peak_rss_bytes() -> int:
-    """This process's peak RSS (``VmHWM``; ``ru_maxrss`` as a fallback)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def timed(fn, repeats: int = REPEATS) -> tuple[dict[str, float], Any]:
     """Median, min and max wall time of ``fn()`` over ``repeats`` calls; its last result."""
     import numpy as np
