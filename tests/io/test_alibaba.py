@@ -11,6 +11,7 @@ import pytest
 import bayesperf
 from bayesperf import TraceFormatError
 from bayesperf.io import alibaba
+from tests.io.counts import table_counts
 
 HEADER_2022 = "timestamp,traceid,service,rpcid,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt"
 
@@ -254,17 +255,8 @@ def alibaba_expected(path: Path) -> dict:
 
 
 def measured(spans: pd.DataFrame) -> dict:
-    report = spans.attrs["read_report"]
-    report.check()
-    pairs = spans.dropna(subset=["caller"])[["caller", "callee"]].drop_duplicates()
     return {
-        "records": report.records,
-        "kept": report.kept,
-        "traces": spans["trace_id"].nunique(),
-        "services": spans["service"].nunique(),
-        "pairs": len(pairs),
-        "dropped": {k: v for k, v in report.dropped.items() if v},
-        "parent_missing": report.flagged["parent_missing"],
+        **table_counts(spans),
         "caller_missing": int(spans["caller"].isna().sum()),
         "zero_rt": int((spans["latency"] == 0).sum()),
         "latency_sum": spans["latency"].sum(),

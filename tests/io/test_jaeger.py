@@ -14,6 +14,7 @@ import bayesperf
 from bayesperf import TraceFormatError
 from bayesperf.io import jaeger
 from bayesperf.io.registry import detect_format
+from tests.io.counts import table_counts
 
 HOTEL = "jaeger-hotel-reservation"
 
@@ -65,17 +66,7 @@ def expected_from_json(path: Path) -> dict:
 
 
 def measured(spans: pd.DataFrame) -> dict:
-    report = spans.attrs["read_report"]
-    edges = spans.loc[spans["caller"].notna(), ["caller", "callee"]].astype(str)
-    return {
-        "records": report.records,
-        "kept": report.kept,
-        "traces": spans["trace_id"].nunique(),
-        "services": spans["service"].nunique(),
-        "pairs": len(edges.drop_duplicates()),
-        "dropped": {k: v for k, v in report.dropped.items() if v},
-        "parent_missing": report.flagged["parent_missing"],
-    }
+    return table_counts(spans)
 
 
 # Measured once, and checked against the independent json count below.

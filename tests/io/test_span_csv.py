@@ -10,6 +10,7 @@ import pytest
 import bayesperf
 from bayesperf import TraceFormatError
 from bayesperf.io import span_csv
+from tests.io.counts import table_counts
 
 NEZHA_HEADER = (
     "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration"
@@ -251,17 +252,8 @@ def nezha_expected(paths: list[Path]) -> dict:
 
 
 def measured(spans: pd.DataFrame) -> dict:
-    report = spans.attrs["read_report"]
-    report.check()
-    pairs = spans.dropna(subset=["caller"])[["caller", "callee"]].drop_duplicates()
     return {
-        "records": report.records,
-        "kept": report.kept,
-        "traces": spans["trace_id"].nunique(),
-        "services": spans["service"].nunique(),
-        "pairs": len(pairs),
-        "dropped": {k: v for k, v in report.dropped.items() if v},
-        "parent_missing": report.flagged["parent_missing"],
+        **table_counts(spans),
         "roots": int(spans["parent_id"].isna().sum()),
         "latency_us": round(spans["latency"].sum() * 1000),
     }

@@ -13,6 +13,7 @@ import bayesperf
 from bayesperf import TraceFormatError
 from bayesperf.io import zipkin
 from bayesperf.io.registry import detect_format
+from tests.io.counts import table_counts
 
 SENDING = ("CLIENT", "PRODUCER")
 
@@ -97,17 +98,7 @@ def expected_from_json(path: Path) -> dict:
 
 
 def measured(spans: pd.DataFrame) -> dict:
-    report = spans.attrs["read_report"]
-    edges = spans.loc[spans["caller"].notna(), ["caller", "callee"]].astype(str)
-    return {
-        "records": report.records,
-        "kept": report.kept,
-        "traces": spans["trace_id"].nunique(),
-        "services": spans["service"].nunique(),
-        "pairs": len(edges.drop_duplicates()),
-        "dropped": {k: v for k, v in report.dropped.items() if v},
-        "parent_missing": report.flagged["parent_missing"],
-    }
+    return table_counts(spans)
 
 
 # file: (records, kept, traces, services, pairs, dropped, parent_missing), measured once
