@@ -126,8 +126,9 @@ def is_dask_dataframe(obj: object) -> bool:
 def _unsupported(obj: object, what: str) -> TypeError | ValueError:
     if isinstance(obj, str | os.PathLike):
         return ValueError(
-            f"{what} reads Parquet files and directories directly, but {os.fspath(obj)!r} is "
-            "not one; read other formats with bayesperf.read_traces(path) and pass the table"
+            f"{what} reads Parquet files and directories (and summarize_latency canonical CSV "
+            f"files) directly, but {os.fspath(obj)!r} is none of these; read other formats "
+            "with bayesperf.read_traces(path) and pass the table"
         )
     return TypeError(
         f"{what} takes a pandas DataFrame, a Parquet path or a Dask DataFrame, "

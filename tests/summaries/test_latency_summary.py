@@ -320,10 +320,16 @@ def test_summarize_errors():
 
 
 def test_summarize_rejects_what_it_cannot_read(tmp_path):
-    path = tmp_path / "spans.csv"
-    path.write_text("trace_id,service,latency\nt,a,1.0\n")
+    path = tmp_path / "spans.json"
+    path.write_text('{"data": []}')
     with pytest.raises(ValueError, match=r"read other formats with bayesperf\.read_traces"):
         summarize_latency(path)
+    # A canonical CSV is streamed; one without the grouping columns names them.
+    path = tmp_path / "spans.csv"
+    path.write_text("trace_id,service,latency\nt,a,1.0\n")
+    with pytest.raises(ValueError, match=r"cannot read columns \['caller', 'callee', 'latency'\]"):
+        summarize_latency(path)
+    assert summarize_latency(path, by="service").count.tolist() == [1]
     with pytest.raises(TypeError, match="not dict"):
         summarize_latency({"latency": [1.0]})
 
