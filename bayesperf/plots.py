@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bayesperf import schema as S
-from bayesperf.models.latency import MISSING_KEY, LatencyModel
+from bayesperf.models.latency import MISSING_KEY, LatencyModel, posterior_interval
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -237,9 +237,8 @@ def plot_quantile_forest(
     groups = model.groups
     draws = model.quantiles(q).sel(quantile=q, drop=True)
     samples = draws.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-    lo_q, hi_q = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    # The same computation as LatencyModel.summary, so the numbers agree exactly.
-    lower, median, upper = np.quantile(samples, [lo_q, 0.5, hi_q], axis=-1)
+    interval = posterior_interval(samples, ci_prob)  # as in LatencyModel.summary
+    lower, median, upper = interval["lower"], interval["median"], interval["upper"]
     fit = model.fit_summary
     empirical = fit.quantile(q)[:, 0]
     n = fit.count

@@ -411,8 +411,12 @@ class LatencyModel(BayesModel):
     # -------------------------------------------------------------- fitted accessors
     @property
     def fit_summary(self) -> LatencySummary:
-        """The summary the model was fit on."""
-        return LatencySummary.from_dataset(self.idata["fit_data"].to_dataset())
+        """The summary the model was fit on (rebuilt once per fitted posterior)."""
+        cached = getattr(self, "_fit_summary_cache", None)
+        if cached is None or cached[0] is not self.idata:
+            summary = LatencySummary.from_dataset(self.idata["fit_data"].to_dataset())
+            self._fit_summary_cache = (self.idata, summary)
+        return self._fit_summary_cache[1]
 
     @property
     def groups(self) -> pd.Index:
@@ -555,12 +559,9 @@ class LatencyModel(BayesModel):
         emp = everything.quantile((0.5, 0.95, 0.99))[0]
         for j, name in enumerate(("p50", "p95", "p99")):
             row[f"empirical_{name}"] = emp[j]
-        lo_q, hi_q = (1 - ci_prob) / 2, (1 + ci_prob) / 2
         for name, v in values.items():
-            row[f"{name}_mean"] = float(np.mean(v))
-            row[f"{name}_median"] = float(np.median(v))
-            row[f"{name}_lower"] = float(np.quantile(v, lo_q))
-            row[f"{name}_upper"] = float(np.quantile(v, hi_q))
+            for col, value in posterior_interval(v, ci_prob).items():
+                row[f"{name}_{col}"] = float(value)
         groups = self.groups
         label = (OVERALL,) * groups.nlevels if isinstance(groups, pd.MultiIndex) else OVERALL
         index = (
@@ -728,12 +729,26 @@ def _drop_internal(idata: xr.DataTree) -> xr.DataTree:
     return idata
 
 
-def _interval(da: xr.DataArray, ci_prob: float) -> dict[str, np.ndarray]:
-    """Posterior mean, median and equal-tailed interval over (chain, draw)."""
-    stacked = da.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
+def posterior_interval(samples: np.ndarray, ci_prob: float) -> dict[str, np.ndarray]:
+    """Posterior mean, median and equal-tailed ``ci_prob`` interval over the last axis.
+
+    The one place these summaries are computed (tables and plots agree exactly).
+
+    Examples
+    --------
+    >>> out = posterior_interval(np.arange(101.0), 0.9)
+    >>> [round(float(out[k]), 6) for k in ("lower", "median", "upper")]
+    [5.0, 50.0, 95.0]
+    """
     lo_q, hi_q = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    lower, median, upper = np.quantile(stacked, [lo_q, 0.5, hi_q], axis=-1)
-    return {"mean": stacked.mean(axis=-1), "median": median, "lower": lower, "upper": upper}
+    lower, median, upper = np.quantile(samples, [lo_q, 0.5, hi_q], axis=-1)
+    return {"mean": samples.mean(axis=-1), "median": median, "lower": lower, "upper": upper}
+
+
+def _interval(da: xr.DataArray, ci_prob: float) -> dict[str, np.ndarray]:
+    """:func:`posterior_interval` of a DataArray's (chain, draw) samples."""
+    stacked = da.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
+    return posterior_interval(stacked, ci_prob)
 
 
 def _mixture_quantiles(family: Family, loc, shape, weights, qs, iterations: int = 60):

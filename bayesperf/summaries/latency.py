@@ -508,10 +508,10 @@ def summarize_latency(
     ----------
     spans : pandas.DataFrame, path or dask.dataframe.DataFrame
         A span table with a ``latency`` column (ms) and the ``by`` columns. A path to a
-        Parquet file or directory is read in batches of 10^6 rows, in bounded memory;
-        a Dask DataFrame is summarized per partition. Both give the same summary as
-        the pandas table would (see :mod:`bayesperf.summaries.backends`, which also
-        has the options: batch size, split_every).
+        Parquet file or directory is read in batches of 10^6 rows, a canonical CSV
+        file streamed in blocks, both in bounded memory; a Dask DataFrame is
+        summarized per partition. All give the same summary as the pandas table would
+        (see :mod:`bayesperf.summaries.backends`, which also has the options).
     by : str, sequence of str or None, default ("caller", "callee")
         Grouping: a pair of columns, ``"service"``, ``"operation"``, or ``None`` for one
         overall group.
@@ -527,7 +527,7 @@ def summarize_latency(
     ValueError
         A missing column, or latencies that are missing, negative or not finite (read
         traces with :func:`bayesperf.read_traces`, which drops and counts those); a
-        path that is not Parquet.
+        path that is neither Parquet nor CSV.
     TypeError
         ``spans`` is none of the accepted types.
     ImportError
