@@ -56,8 +56,9 @@ OVERALL = "(all)"
 MISSING_KEY = "(none)"
 #: Coarse fitting bins are at most this many standard deviations of log-latency wide.
 MAX_BIN_WIDTH_SD = 0.05
-#: Derived statistics reported by :meth:`LatencyModel.summary`.
-STATS = ("mean", "p50", "p95", "p99")
+#: Quantiles reported by :meth:`LatencyModel.summary` (besides the mean), by column name.
+SUMMARY_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+_QS = tuple(SUMMARY_QUANTILES.values())
 
 
 @dataclass(frozen=True)
@@ -519,12 +520,12 @@ class LatencyModel(BayesModel):
             raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
         fit = self.fit_summary
         table = pd.DataFrame({"n": fit.count}, index=self.groups)
-        empirical = fit.quantile((0.5, 0.95, 0.99))
-        for j, name in enumerate(("p50", "p95", "p99")):
+        empirical = fit.quantile(_QS)
+        for j, name in enumerate(SUMMARY_QUANTILES):
             table[f"empirical_{name}"] = empirical[:, j]
         draws = {"mean": self.means()}
-        qs = self.quantiles((0.5, 0.95, 0.99))
-        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        qs = self.quantiles(_QS)
+        for name, q in SUMMARY_QUANTILES.items():
             draws[name] = qs.sel(quantile=q, drop=True)
         for name, da in draws.items():
             for col, values in _interval(da, ci_prob).items():
@@ -548,16 +549,15 @@ class LatencyModel(BayesModel):
         step = max(1, loc.shape[0] // max_draws)
         loc, shape = loc[::step], shape[::step]
         family = self._family
-        qs = np.array([0.5, 0.95, 0.99])
         values = {"mean": family.mean(loc, shape) @ weights}
-        mixture_q = _mixture_quantiles(family, loc, shape, weights, qs)
-        for j, name in enumerate(("p50", "p95", "p99")):
+        mixture_q = _mixture_quantiles(family, loc, shape, weights, np.array(_QS))
+        for j, name in enumerate(SUMMARY_QUANTILES):
             values[name] = mixture_q[:, j]
         row: dict[str, Any] = {"n": int(fit.count.sum())}
         pooled = fit.bin_counts.sum(axis=0, keepdims=True)
         everything = LatencySummary.from_histogram(fit.edges, pooled)
-        emp = everything.quantile((0.5, 0.95, 0.99))[0]
-        for j, name in enumerate(("p50", "p95", "p99")):
+        emp = everything.quantile(_QS)[0]
+        for j, name in enumerate(SUMMARY_QUANTILES):
             row[f"empirical_{name}"] = emp[j]
         for name, v in values.items():
             for col, value in posterior_interval(v, ci_prob).items():
