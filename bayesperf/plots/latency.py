@@ -26,6 +26,15 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.models.latency import MISSING_KEY, LatencyModel, posterior_interval
+from bayesperf.plots._axes import (
+    DATA_COLOR,
+    EMPIRICAL_COLOR,
+    POSTERIOR_COLOR,
+    format_ms,
+    new_axes,
+    quantile_name,
+    set_log_ms_axis,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,10 +46,6 @@ Sort = Literal["median", "upper", "n", "label"] | None
 GroupKey = Hashable | int
 SORTS: tuple[Sort, ...] = ("median", "upper", "n", "label", None)
 
-#: Colours (matplotlib's default cycle) of the posterior and of the data.
-POSTERIOR_COLOR = "C0"
-DATA_COLOR = "0.1"
-EMPIRICAL_COLOR = "C3"
 #: Share of the axis width taken by a stand-in cell (below resolution / overflow).
 _STANDIN_WIDTH = 0.035
 #: Share of the axis width between a stand-in cell and the real log scale.
@@ -48,20 +53,6 @@ _STANDIN_GAP = 0.04
 
 
 # --------------------------------------------------------------------------- helpers
-def _quantile_name(q: float) -> str:
-    """``0.99`` -> ``"P99"``, ``0.999`` -> ``"P99.9"``."""
-    return f"P{100 * q:.10g}"
-
-
-def _format_ms(x: float) -> str:
-    """A latency in ms as text with a readable unit: ``0.001`` -> ``"1 µs"``."""
-    if x < 1:
-        return f"{x * 1000:.3g} µs"
-    if x < 1000:
-        return f"{x:.3g} ms"
-    return f"{x / 1000:.3g} s"
-
-
 def _group_label(model: LatencyModel, key: Hashable) -> str:
     """``("frontend", "cart")`` -> ``"frontend → cart"`` (other groupings: ``" / "``)."""
     if isinstance(key, tuple):
@@ -108,69 +99,6 @@ def _resolve_group(model: LatencyModel, group: GroupKey) -> int:
             hint = f" (labels are ({', '.join(map(str, groups.names))}) tuples)"
         raise ValueError(f"unknown group {group!r}{hint}; known groups: {_known_groups(groups)}")
     return int(loc)
-
-
-def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
-
-
-def _log_ticks(
-    lo: float, hi: float, avoid: Sequence[float] = (), room: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled and unlabelled tick positions of a log axis from ``lo`` to ``hi``.
-
-    Labels decades when at least two fit; narrower axes also label 1-2-5, 1-2-3-5 or
-    all 1..9 multiples, so that every axis has readable numbers. Positions within
-    ``room`` decades of an ``avoid`` position (a stand-in's label) are not labelled.
-    """
-    d0, d1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    decades = 10.0 ** np.arange(d0, d1 + 1)
-    every = np.unique((decades[:, None] * np.arange(1, 10)[None, :]).ravel())
-    every = every[(every >= lo) & (every <= hi)]
-    if avoid:
-        far = np.abs(np.log10(every[:, None] / np.asarray(avoid)[None, :])).min(axis=1)
-        every = every[far >= room]
-    mantissa = np.round(every / 10.0 ** np.floor(np.log10(every)), 6)
-    labelled = every
-    for digits, enough in (((1,), 2), ((1, 2, 5), 3), ((1, 2, 3, 5), 2)):
-        candidate = every[np.isin(mantissa, digits)]
-        if candidate.size >= enough:
-            labelled = candidate
-            break
-    return labelled, np.setdiff1d(every, labelled)
-
-
-def _set_log_ms_axis(
-    ax: Axes,
-    lo: float,
-    hi: float,
-    extra: dict[float, str] | None = None,
-    scale: tuple[float, float] | None = None,
-) -> None:
-    """Log x axis over ``[lo, hi]`` ms with plain-number ticks.
-
-    Real ticks are placed within ``scale`` (default: the whole axis); ``extra`` maps
-    positions of stand-in cells outside it to their labels.
-    """
-    from matplotlib.ticker import FixedLocator, NullFormatter
-
-    ax.set_xscale("log")
-    ax.set_xlim(lo, hi)
-    extra = extra or {}
-    # Real ticks too close to a stand-in's label would collide with it.
-    room = 0.08 * math.log10(hi / lo)
-    major, minor = _log_ticks(*(scale or (lo, hi)), avoid=list(extra), room=room)
-    positions = np.array([*major, *extra])
-    labels = [f"{x:.10g}" for x in major] + list(extra.values())
-    order = np.argsort(positions)
-    ax.set_xticks(positions[order], [labels[i] for i in order])
-    ax.xaxis.set_minor_locator(FixedLocator(minor))
-    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------------- forest plot
@@ -261,9 +189,9 @@ def plot_quantile_forest(
     k = len(rows)
     tick_labels = [f"{labels[r]}  (n={n[r]:,})" for r in rows]
     longest = max(len(t) for t in tick_labels)
-    fig, ax = _new_axes(ax, (max(8.0, 5.5 + 0.075 * longest), 1.8 + 0.3 * k))
+    fig, ax = new_axes(ax, (max(8.0, 5.5 + 0.075 * longest), 1.8 + 0.3 * k))
     y = np.arange(k)
-    name = _quantile_name(q)
+    name = quantile_name(q)
     pct = f"{100 * ci_prob:.10g}%"
 
     ax.hlines(
@@ -305,7 +233,7 @@ def plot_quantile_forest(
             markerfacecolor="none",
             markeredgecolor=EMPIRICAL_COLOR,
             markersize=6,
-            label=f"empirical {name} below {_format_ms(censor_at)}",
+            label=f"empirical {name} below {format_ms(censor_at)}",
             zorder=4,
         )
 
@@ -319,7 +247,7 @@ def plot_quantile_forest(
             values = np.append(values, censor_at)
         vmin, vmax = float(np.min(values)), float(np.max(values))
         pad = 10 ** (0.05 * max(math.log10(vmax / vmin), 0.3))
-        _set_log_ms_axis(ax, vmin / pad, vmax * pad)
+        set_log_ms_axis(ax, vmin / pad, vmax * pad)
     else:
         ax.set_xlim(0, float(np.max(values)) * 1.05)
     what = "pairs" if tuple(model.by) == (S.CALLER, S.CALLEE) else "groups"
@@ -419,14 +347,14 @@ def _draw_ppc(
         x_lo[under] = x_hi[under] / width
         axis_lo = float(x_lo[under].min()) / 10 ** (0.01 * span)
         for h, xl, xh in zip(hi[under], x_lo[under], x_hi[under], strict=True):
-            extra[math.sqrt(xl * xh)] = f"<{_format_ms(h)}"
+            extra[math.sqrt(xl * xh)] = f"<{format_ms(h)}"
     over = np.isinf(hi)
     if over.any():
         x_lo[over] = scale_hi * gap
         x_hi[over] = x_lo[over] * width
         axis_hi = float(x_hi[over].max()) * 10 ** (0.01 * span)
         for lv, xl, xh in zip(lo[over], x_lo[over], x_hi[over], strict=True):
-            extra[math.sqrt(xl * xh)] = f"≥{_format_ms(lv)}"
+            extra[math.sqrt(xl * xh)] = f"≥{format_ms(lv)}"
 
     pct = f"{100 * ci_prob:.10g}%"
     order = np.argsort(x_lo, kind="stable")
@@ -462,7 +390,7 @@ def _draw_ppc(
     breaks = [*(x_hi[under] * gap**0.5), *(x_lo[over] / gap**0.5)]
     for x in breaks:
         ax.axvline(x, color="0.3", linestyle=":", linewidth=1)
-    _set_log_ms_axis(ax, axis_lo, axis_hi, extra, scale=(scale_lo, scale_hi))
+    set_log_ms_axis(ax, axis_lo, axis_hi, extra, scale=(scale_lo, scale_hi))
     ax.set_ylim(0, max(float(np.max(count, initial=0)), float(np.max(band_hi, initial=0))) * 1.08)
     n = int(model.fit_summary.count[g])
     ax.set_title(f"{_group_label(model, model.groups[g])} (n={n:,})", fontsize="medium")
@@ -534,7 +462,7 @@ def plot_ppc(
     g = _resolve_group(model, group)
     _ensure_ppc(model, random_seed)
     cells, replicated = _ppc_cells(model)
-    fig, ax = _new_axes(ax, (7.0, 4.0))
+    fig, ax = new_axes(ax, (7.0, 4.0))
     _draw_ppc(ax, model, g, cells, replicated, ci_prob, legend=True)
     return fig
 

@@ -1,0 +1,16 @@
+"""Figures of fitted bayesperf models, one module per model kind.
+
+Plots live here, never in the model classes. They are drawn with plain matplotlib so
+every function can take an ``ax=`` and compose into larger figures; each returns the
+matplotlib :class:`~matplotlib.figure.Figure` it drew on.
+
+Examples
+--------
+>>> from bayesperf.plots import plot_ppc, plot_quantile_forest
+>>> fig = plot_quantile_forest(model, q=0.99, top=15)           # doctest: +SKIP
+>>> fig.savefig("p99.png", dpi=150)                             # doctest: +SKIP
+"""
+
+from bayesperf.plots.latency import plot_ppc, plot_ppc_grid, plot_quantile_forest
+
+__all__ = ["plot_ppc", "plot_ppc_grid", "plot_quantile_forest"]
