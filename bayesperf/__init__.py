@@ -21,6 +21,7 @@ __all__ = [
     "TraceFormatError",
     "TransitionCounts",
     "TransitionModel",
+    "compare",
     "count_transitions",
     "datasets",
     "diagnose",
@@ -38,6 +39,7 @@ _LAZY = {
     "LatencyModel": "bayesperf.models",
     "TransitionModel": "bayesperf.models",
     "load": "bayesperf.models",
+    "compare": "bayesperf.diagnostics",
     "diagnose": "bayesperf.diagnostics",
     "loo": "bayesperf.diagnostics",
 }

@@ -13,13 +13,17 @@ not 10^7 spans) and makes families fit on the same summary comparable.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.optimize import Bounds, LinearConstraint, minimize
 from scipy.special import logsumexp
+from scipy.stats import norm
 
 #: Default thresholds.
 RHAT_MAX = 1.01
@@ -85,54 +89,104 @@ def diagnose(model, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> 
 
 @dataclass(frozen=True)
 class LooResult:
-    """Span-weighted PSIS-LOO estimate.
+    """Weighted PSIS-LOO estimate (one unit = one span, or one trace's row of transitions).
 
     Attributes
     ----------
     elpd : float
-        Expected log predictive density of one new span, summed over all spans.
+        Expected log predictive density of one new unit, summed over all units.
     se : float
         Its standard error.
     p_loo : float
         Effective number of parameters.
-    n_spans, n_cells : int
-        Spans and distinct (group, bin) cells the estimate is built from.
+    n_units, n_cells : int
+        Units (spans, trace rows) and distinct cells the estimate is built from.
     pareto_k_max : float
         Largest Pareto k over cells (> 0.7: unreliable for some cells).
     elpd_i : xarray.DataArray
-        Leave-one-out log density of one span per cell.
+        Leave-one-out log density of one unit per cell.
     counts : numpy.ndarray
-        Spans per cell.
+        Units per cell.
+    pareto_k : numpy.ndarray
+        Pareto k per cell (0 where the cell's log-likelihood is the same in every draw).
     """
 
     elpd: float
     se: float
     p_loo: float
-    n_spans: int
+    n_units: int
     n_cells: int
     pareto_k_max: float
     elpd_i: xr.DataArray
     counts: np.ndarray
+    pareto_k: np.ndarray
+
+    @property
+    def n_spans(self) -> int:
+        """Units of a latency model (spans); an alias of ``n_units``."""
+        return self.n_units
 
     def __str__(self) -> str:
         return (
-            f"PSIS-LOO over {self.n_spans:,} spans in {self.n_cells:,} cells: "
+            f"PSIS-LOO over {self.n_units:,} units in {self.n_cells:,} cells: "
             f"elpd {self.elpd:.1f} (se {self.se:.1f}), p_loo {self.p_loo:.1f}, "
             f"max Pareto k {self.pareto_k_max:.2f}"
         )
 
 
-def loo(model) -> LooResult:
-    """PSIS-LOO of a fitted latency model with one span as the pointwise unit.
+def _pointwise(model) -> tuple[str, xr.DataArray, xr.Dataset]:
+    """The model's one log-likelihood variable, and the observed cells it is over."""
+    if isinstance(model, xr.DataTree):
+        idata = model
+    else:
+        if "log_likelihood" not in model.idata:
+            model.compute_log_likelihood()
+        idata = model.idata
+    if "log_likelihood" not in idata or "observed_data" not in idata:
+        raise ValueError(
+            "no pointwise log-likelihood: the fit needs log_likelihood and observed_data "
+            "groups (call model.compute_log_likelihood())"
+        )
+    names = list(idata.log_likelihood.data_vars)
+    if len(names) != 1:
+        raise ValueError(f"expected one log-likelihood variable, found {names}")
+    name = names[0]
+    observed = idata.observed_data.to_dataset()
+    if name not in observed:
+        raise ValueError(f"observed_data has no {name!r} counts to weight the cells by")
+    return name, idata.log_likelihood[name], observed
 
-    Computes the model's pointwise log-likelihood first if it is not stored yet.
+
+def loo(model) -> LooResult:
+    """PSIS-LOO of a fitted model, with cells of identical units weighted by their count.
+
+    The model's pointwise log-likelihood (``log_likelihood[<name>]``, dims ``(chain,
+    draw, cell)``) gives the log probability of *one* unit in each cell; the cell's
+    count is ``observed_data[<name>]``. Units in a cell share one leave-one-out value,
+    so the total is the count-weighted sum: exact, and as small as the cells (not 10^7
+    spans). Latency models use one span as the unit, transition models one trace's
+    transitions out of one state. Computes the log-likelihood first if it is missing.
+
+    Parameters
+    ----------
+    model : fitted bayesperf model or xarray.DataTree
+        With (or able to compute) ``log_likelihood`` and ``observed_data`` groups.
+
+    Returns
+    -------
+    LooResult
+
+    Examples
+    --------
+    >>> print(bayesperf.loo(model))  # doctest: +SKIP
+    PSIS-LOO over 22,969 units in 1,512 cells: elpd -71234.5 (se 180.2), ...
     """
-    if "log_likelihood" not in model.idata:
-        model.compute_log_likelihood()
-    idata = model.idata
-    counts = idata.observed_data["latency"].to_numpy().astype(np.float64)
-    ll_da = idata.log_likelihood["latency"]
-    ll = ll_da.stack(sample=("chain", "draw")).transpose("cell", "sample").to_numpy()
+    _, ll_da, observed = _pointwise(model)
+    name = ll_da.name
+    counts = observed[name].to_numpy().astype(np.float64)
+    ll = ll_da.stack(sample=("chain", "draw")).transpose("cell", "sample").to_numpy().copy()
+    if ll.shape[0] != counts.size:
+        raise ValueError(f"{ll.shape[0]} log-likelihood cells but {counts.size} cell counts")
     lppd_i = logsumexp(ll, axis=-1) - np.log(ll.shape[-1])
     # A cell whose log-likelihood is the same in every draw (probability at the floor,
     # or fixed by the data) has nothing to smooth: its LOO value is that constant.
@@ -144,13 +198,15 @@ def loo(model) -> LooResult:
     e = lppd_i.copy()
     k = np.zeros(ll.shape[0])
     if varying.any():
-        sub = idata.copy()
         chains, draws = ll_da.sizes["chain"], ll_da.sizes["draw"]
         kept = ll[varying].reshape(-1, chains, draws).transpose(1, 2, 0)
-        sub["log_likelihood"] = xr.DataTree(
-            xr.Dataset({"latency": (("chain", "draw", "cell"), kept)})
+        sub = xr.DataTree.from_dict(
+            {
+                "posterior": xr.Dataset({"_": (("chain", "draw"), np.zeros((chains, draws)))}),
+                "log_likelihood": xr.Dataset({"ll": (("chain", "draw", "cell"), kept)}),
+                "observed_data": xr.Dataset({"ll": ("cell", counts[varying])}),
+            }
         )
-        sub["observed_data"] = xr.DataTree(xr.Dataset({"latency": ("cell", counts[varying])}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # per-cell k: summarised below
             result = az.loo(sub, pointwise=True)
@@ -161,11 +217,129 @@ def loo(model) -> LooResult:
     mean = total / n
     return LooResult(
         elpd=total,
-        se=float(np.sqrt(counts @ (e - mean) ** 2)),
+        # Sample variance (ddof 1) over units, as ArviZ computes it.
+        se=float(np.sqrt(n / max(n - 1, 1) * (counts @ (e - mean) ** 2))),
         p_loo=float(counts @ (lppd_i - e)),
-        n_spans=int(n),
+        n_units=int(n),
         n_cells=int(e.size),
         pareto_k_max=float(np.max(k)),
         elpd_i=xr.DataArray(e, dims="cell"),
         counts=counts,
+        pareto_k=k,
     )
+
+
+#: Pareto k above which a cell's PSIS estimate is unreliable (for S >= 2,200 draws).
+GOOD_K = 0.7
+
+
+def compare(models: Mapping[str, Any], *, method: str = "stacking") -> pd.DataFrame:
+    """Rank models fit on the same data by weighted PSIS-LOO, as ``arviz.compare`` does.
+
+    The table has ArviZ's columns and meaning (``rank, elpd_diff, dse, p_worse,
+    diag_diff, diag_elpd, p, elpd, se, weight``), computed on count-weighted cells
+    (see :func:`loo`) so that 10^7 spans cost no more than their cells; with every
+    count 1 it equals ``arviz.compare`` (tested). It refuses models whose observed
+    cells differ: different data, grouping or binning make ELPDs incomparable.
+
+    Parameters
+    ----------
+    models : mapping of name to fitted model (or DataTree)
+        At least two, each with a pointwise log-likelihood over the same cells.
+    method : {"stacking", "pseudo-bma"}
+        How the model weights are computed (Yao et al. 2018).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model, best first; ``arviz.plot_compare`` draws it.
+
+    Examples
+    --------
+    >>> table = bayesperf.compare({"lognormal": m1, "gamma": m2})  # doctest: +SKIP
+    >>> table[["elpd", "elpd_diff", "dse", "weight"]]              # doctest: +SKIP
+    """
+    if len(models) < 2:
+        raise ValueError(f"compare needs at least two models, got {len(models)}")
+    if method not in ("stacking", "pseudo-bma"):
+        raise ValueError(f"unknown method {method!r}: use 'stacking' or 'pseudo-bma'")
+    observed = {}
+    for label, model in models.items():
+        name, _, obs = _pointwise(model)
+        observed[label] = (name, obs)
+    first, (ref_name, ref_obs) = next(iter(observed.items()))
+    for label, (name, obs) in observed.items():
+        if name != ref_name:
+            raise ValueError(
+                f"cannot compare {first!r} and {label!r}: they score different data "
+                f"({ref_name!r} vs {name!r})"
+            )
+        if not obs.equals(ref_obs):
+            differ = [v for v in ref_obs.data_vars if v not in obs or not obs[v].equals(ref_obs[v])]
+            raise ValueError(
+                f"cannot compare {first!r} and {label!r}: they were fit on different data "
+                f"or binning (observed cells differ in {differ or 'their size'}); fit "
+                "them on the same summary with the same grouping"
+            )
+    results = {label: loo(model) for label, model in models.items()}
+    order = sorted(results, key=lambda label: -results[label].elpd)
+    counts = results[order[0]].counts
+    elpd_i = np.column_stack([results[label].elpd_i.to_numpy() for label in order])
+    if method == "stacking":
+        weights = _stacking_weights(elpd_i, counts)
+    else:
+        z = np.array([results[label].elpd for label in order])
+        weights = np.exp(z - z.max())
+        weights /= weights.sum()
+    best = elpd_i[:, 0]
+    n = counts.sum()
+    rows = {}
+    for rank, label in enumerate(order):
+        res = results[label]
+        diff_i = elpd_i[:, rank] - best
+        diff = float(counts @ diff_i)
+        dse = float(np.sqrt(counts @ (diff_i - diff / n) ** 2)) if rank else 0.0
+        bad_k = int(counts[res.pareto_k > GOOD_K].sum())
+        rows[label] = {
+            "rank": rank,
+            "elpd_diff": diff,
+            "dse": dse,
+            "p_worse": float(norm.cdf(0, diff, dse + 1e-12)) if rank else np.nan,
+            "diag_diff": (
+                ("N < 100" if n < 100 else "|elpd_diff| < 4" if abs(diff) < 4 else "")
+                if rank
+                else ""
+            ),
+            "diag_elpd": f"{bad_k} k̂ > {GOOD_K:.2f}" if bad_k else "",
+            "p": res.p_loo,
+            "elpd": res.elpd,
+            "se": res.se,
+            "weight": float(weights[rank]),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["diag_diff"] = table["diag_diff"].astype("string")
+    table["diag_elpd"] = table["diag_elpd"].astype("string")
+    return table
+
+
+def _stacking_weights(elpd_i: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Stacking weights maximising Σ_cells count · log Σ_k w_k exp(elpd_ik) on the simplex."""
+    shift = elpd_i.max(axis=1, keepdims=True)  # per-cell constant: same argmax, no underflow
+    dens = np.exp(elpd_i - shift)
+    k = dens.shape[1]
+
+    def loss(w: np.ndarray) -> float:
+        return -float(counts @ np.log(dens @ w))
+
+    def grad(w: np.ndarray) -> np.ndarray:
+        return -(counts / (dens @ w)) @ dens
+
+    result = minimize(
+        loss,
+        np.full(k, 1.0 / k),
+        jac=grad,
+        bounds=Bounds(np.zeros(k), np.ones(k)),
+        constraints=LinearConstraint(np.ones(k), 1.0, 1.0),
+    )
+    w = np.clip(result.x, 0, None)
+    return w / w.sum()
