@@ -12,5 +12,12 @@ Examples
 """
 
 from bayesperf.plots.latency import plot_ppc, plot_ppc_grid, plot_quantile_forest
+from bayesperf.plots.transitions import plot_transition_graph, plot_transition_heatmap
 
-__all__ = ["plot_ppc", "plot_ppc_grid", "plot_quantile_forest"]
+__all__ = [
+    "plot_ppc",
+    "plot_ppc_grid",
+    "plot_quantile_forest",
+    "plot_transition_graph",
+    "plot_transition_heatmap",
+]
