@@ -21,9 +21,10 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.fft import irfft, next_fast_len, rfft
 from scipy.optimize import Bounds, LinearConstraint, minimize
-from scipy.special import logsumexp
-from scipy.stats import norm
+from scipy.special import logsumexp, ndtri
+from scipy.stats import norm, rankdata
 
 #: Default thresholds.
 RHAT_MAX = 1.01
@@ -54,26 +55,20 @@ def diagnose(model, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> 
     """
     idata = model if isinstance(model, xr.DataTree) else model.idata
     post = idata.posterior.to_dataset()
-    with warnings.catch_warnings():
-        # Constant blocks (complete pooling repeats one value) give NaN R-hat warnings.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(idata).to_dataset()
-        bulk = az.ess(idata, method="bulk").to_dataset()
-        tail = az.ess(idata, method="tail").to_dataset()
     divergences = 0
     if "sample_stats" in idata and "diverging" in idata.sample_stats:
         divergences = int(idata.sample_stats["diverging"].sum())
     rows = {}
     for name in post.data_vars:
+        da = post[name]
+        other = [d for d in da.dims if d not in ("chain", "draw")]
+        draws = da.transpose("chain", "draw", *other).to_numpy().reshape(*da.shape[:2], -1)
+        rhat, bulk, tail = convergence_statistics(draws)
         rows[name] = {
-            "size": int(
-                np.prod(
-                    [post[name].sizes[d] for d in post[name].dims if d not in ("chain", "draw")]
-                )
-            ),
-            "r_hat_max": float(np.nanmax(rhat[name].to_numpy())) if name in rhat else np.nan,
-            "ess_bulk_min": float(np.nanmin(bulk[name].to_numpy())) if name in bulk else np.nan,
-            "ess_tail_min": float(np.nanmin(tail[name].to_numpy())) if name in tail else np.nan,
+            "size": draws.shape[-1],
+            "r_hat_max": _nan_extreme(np.nanmax, rhat),
+            "ess_bulk_min": _nan_extreme(np.nanmin, bulk),
+            "ess_tail_min": _nan_extreme(np.nanmin, tail),
             "divergences": divergences,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -85,6 +80,116 @@ def diagnose(model, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> 
         & (table["divergences"] == 0)
     )
     return table
+
+
+def _nan_extreme(reduce, values: np.ndarray) -> float:
+    """Max/min ignoring NaN (a constant block has no R-hat), NaN when all are NaN."""
+    return float(reduce(values)) if np.isfinite(values).any() else np.nan
+
+
+def convergence_statistics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of every column at once.
+
+    The definitions and numbers are ArviZ's (``az.rhat``, ``az.ess(method="bulk")``,
+    ``az.ess(method="tail")`` at its default ``stats.ci_prob``; equal to 1e-9 in the
+    tests), vectorised over parameters: ArviZ loops over them in Python, which took
+    ~8 s of a 1,000-pair fit's diagnostics.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        Shape ``(chain, draw, parameter)``.
+
+    Returns
+    -------
+    rhat, ess_bulk, ess_tail : numpy.ndarray
+        One value per parameter (R-hat is NaN for a constant parameter).
+    """
+    from arviz_base import rcParams
+
+    draws = np.asarray(draws, dtype=np.float64)
+    chains, n = draws.shape[:2]
+    if n < 4:
+        nan = np.full(draws.shape[2:], np.nan)
+        return nan, nan, nan
+    split = _split_chains(draws)
+    z_split = _z_scale(split)
+    median = np.median(split.reshape(-1, *split.shape[2:]), axis=0)
+    rhat = _rhat(z_split)
+    if chains < 2:
+        rhat = np.full_like(rhat, np.nan)
+    else:
+        rhat = np.maximum(rhat, _rhat(_z_scale(np.abs(split - median))))
+    bulk = _ess(z_split)
+    prob = rcParams["stats.ci_prob"]
+    flat = draws.reshape(-1, *draws.shape[2:])
+    tail = np.minimum(
+        *(
+            _ess(_split_chains((draws <= np.quantile(flat, p, axis=0)).astype(np.float64)))
+            for p in sorted((prob, 1 - prob))
+        )
+    )
+    return rhat, bulk, tail
+
+
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    """First and last halves of each chain as separate chains (a middle draw is dropped)."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Normal scores of the pooled ranks of each parameter (Blom's offset 3/8)."""
+    c, d = x.shape[:2]
+    # Rank along a contiguous last axis: sorting strided columns is several times slower.
+    flat = np.ascontiguousarray(x.reshape(c * d, -1).T)
+    ranks = rankdata(flat, method="average", axis=-1).T
+    return ndtri((ranks - 3 / 8) / (c * d + 1 / 4)).reshape(x.shape)
+
+
+def _rhat(x: np.ndarray) -> np.ndarray:
+    """Potential scale reduction from between- and within-chain variances."""
+    n = x.shape[1]
+    between = n * np.var(x.mean(axis=1), axis=0, ddof=1)
+    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess(x: np.ndarray) -> np.ndarray:
+    """Effective sample size by Geyer's initial monotone sequence, per parameter."""
+    chains, n = x.shape[:2]
+    m = next_fast_len(2 * n)
+    f = rfft(x - x.mean(axis=1, keepdims=True), n=m, axis=1)
+    acov = irfft(f * np.conjugate(f), n=m, axis=1)[:, :n] / n
+    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if chains > 1:
+        var_plus = var_plus + np.var(x.mean(axis=1), axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # autocorrelation by lag
+    rho[0] = 1.0
+    # Pairs (rho[2k], rho[2k+1]); the scan stops at the first pair summing to <= 0 (K),
+    # or at the last pair within the draws. Pairs before K are made monotone.
+    k_max = len(range(1, n - 3, 2))
+    pairs = rho[: 2 * (k_max + 1)].reshape(k_max + 1, 2, -1)
+    sums = pairs.sum(axis=1)
+    stop = sums <= 0
+    big_k = np.where(stop.any(axis=0), stop.argmax(axis=0), k_max)
+    cols = np.arange(sums.shape[1])
+    before = np.arange(k_max + 1)[:, None] < big_k
+    monotone = np.minimum.accumulate(sums, axis=0)
+    even = pairs[big_k, 0, cols]
+    exited = stop[big_k, cols] & (sums[big_k, cols] != 0)
+    # The stopping pair's first element counts only when positive; pair 0's is 1.
+    last = np.where(big_k == 0, 1.0, np.where(exited & ~(even > 0), 0.0, even))
+    size = chains * n
+    tau = -1.0 + 2.0 * np.where(before, monotone, 0.0).sum(axis=0) + last
+    ess = size / np.maximum(tau, 1 / np.log10(size))
+    ess = np.where(np.isnan(rho).any(axis=0), np.nan, ess)
+    flat = x.reshape(size, -1)
+    constant = (flat.max(axis=0) - flat.min(axis=0)) < np.finfo(float).resolution
+    return np.where(constant, float(size), ess)
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,32 @@ def test_lognormal_data_prefer_the_lognormal_family():
     half = LatencyModel().fit(spans.iloc[::2], random_seed=1, **FAST)
     with pytest.raises(ValueError, match="different data or binning"):
         bayesperf.compare({"all": lognormal, "half": half})
+
+
+def test_convergence_statistics_equal_arviz():
+    """Vectorised R-hat and ESS equal ArviZ's on mixing, sticky, stuck, tied and constant draws."""
+    from bayesperf.diagnostics import convergence_statistics
+
+    rng = np.random.default_rng(1)
+    chains, draws = 4, 301  # odd: split chains drop the middle draw
+    white = rng.normal(size=(chains, draws, 20))
+    ar = np.zeros((chains, draws, 20))
+    noise = rng.normal(size=ar.shape)
+    phi = np.linspace(0, 0.99, 20)
+    for t in range(1, draws):
+        ar[:, t] = phi * ar[:, t - 1] + noise[:, t]
+    offset = rng.normal(size=(chains, draws, 5)) + np.arange(chains)[:, None, None]
+    ties = rng.integers(0, 3, size=(chains, draws, 5)).astype(float)
+    constant = np.ones((chains, draws, 2))
+    walk = np.cumsum(rng.normal(size=(chains, draws, 5)), axis=1)
+    x = np.concatenate([white, ar, offset, ties, constant, walk], axis=2)
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"a": (("chain", "draw", "p"), x)})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ArviZ: NaN R-hat of constants
+        expected = [
+            az.rhat(tree).to_dataset()["a"].to_numpy(),
+            az.ess(tree, method="bulk").to_dataset()["a"].to_numpy(),
+            az.ess(tree, method="tail").to_dataset()["a"].to_numpy(),
+        ]
+    for ours, theirs in zip(convergence_statistics(x), expected, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, equal_nan=True)
