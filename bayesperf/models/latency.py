@@ -382,8 +382,10 @@ class LatencyModel(BayesModel):
                     )
                     pm.Potential("loglik_censored", pt.sum(data.n_cens[censored] * below))
             else:
-                g = data.cell_group
-                cell = family.log_interval_prob(loc[g], shape[g], data.cell_lo, data.cell_hi)
+                pilot = family.pilot(data.pilot_log_mean, data.pilot_log_sd)
+                cell = family.log_cell_probs(
+                    loc, shape, data.cell_group, data.cell_lo, data.cell_hi, *pilot
+                )
                 pm.Potential("loglik_bins", pt.sum(data.cell_count * cell))
         return model
 
