@@ -17,6 +17,7 @@ __all__ = [
     "LatencySummary",
     "LogBins",
     "NotFittedError",
+    "PerformanceAnalyzer",
     "ReadReport",
     "TraceFormatError",
     "TransitionCounts",
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 # Models pull in PyMC (seconds to import): load them on first use, so reading and
 # summarising traces (and the CLI) stay fast.
 _LAZY = {
+    "PerformanceAnalyzer": "bayesperf.analysis",
     "LatencyModel": "bayesperf.models",
     "TransitionModel": "bayesperf.models",
     "load": "bayesperf.models",
