@@ -16,6 +16,7 @@ __all__ = [
     "LatencyModel",
     "LatencySummary",
     "LogBins",
+    "MicroserviceInteractionModel",
     "NotFittedError",
     "PerformanceAnalyzer",
     "ReadReport",
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 # Models pull in PyMC (seconds to import): load them on first use, so reading and
 # summarising traces (and the CLI) stay fast.
 _LAZY = {
+    "MicroserviceInteractionModel": "bayesperf.interaction",
     "PerformanceAnalyzer": "bayesperf.analysis",
     "LatencyModel": "bayesperf.models",
     "TransitionModel": "bayesperf.models",

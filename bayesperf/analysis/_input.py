@@ -56,6 +56,7 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
 
         # The canonical reader derives caller/callee from service and parent links.
         traces = read_traces(_text_ids(traces), format="csv")
+    traces = _parsed_times(traces, what)
     missing = [c for c in required if c not in traces.columns]
     if missing:
         raise ValueError(
@@ -63,6 +64,21 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
             "read trace files with bayesperf.read_traces, which fills the canonical columns"
         )
     return traces
+
+
+def _parsed_times(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``start_time`` as datetimes when ``pandas.read_csv`` left it as text (the seed CSV)."""
+    col = frame.get(S.START_TIME)
+    if col is None or not (pd.api.types.is_string_dtype(col) or col.dtype == object):
+        return frame
+    try:
+        parsed = pd.to_datetime(col, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{what}: column {S.START_TIME!r} holds text that is not an ISO 8601 time "
+            f"(first value {col.iloc[0]!r}): {err}"
+        ) from None
+    return frame.assign(**{S.START_TIME: parsed})
 
 
 def _text_ids(frame: pd.DataFrame) -> pd.DataFrame:
