@@ -47,15 +47,20 @@ Paths
     support: every row is renormalised over the remaining targets, and states whose
     only transitions were to ``END`` become dead ends.
 
+Over-dispersion
+    The counts are treated as independent categorical draws, but transitions of one
+    span or trace are not: a call repeated 3 times per span adds 3 transitions at once,
+    the calls of a span are independent Bernoulli draws, and a request type fixes much
+    of its path. Over-dispersed data then get intervals that are too narrow; on the
+    simulator's calls-mode data (Bernoulli calls) they are instead slightly conservative
+    (coverage 0.94 of nominal 0.9 intervals, see the tests).
+    :class:`~bayesperf.models.overdispersed.OverdispersedTransitionModel` lets the
+    transitions of one trace vary around the row (Dirichlet-multinomial);
+    :meth:`TransitionModel.compute_log_likelihood` scores both on the same per-trace
+    cells, so LOO says which one the data support.
+
 Not implemented yet
-    The Dirichlet-multinomial over-dispersion variant and transition plots. The counts
-    are treated as independent categorical draws, but transitions of one span or trace
-    are not: a call repeated 3 times per span adds 3 transitions at once, the calls of
-    a span are independent Bernoulli draws, and traffic mixes drift between traces.
-    Over-dispersed data then get intervals that are too narrow; on the simulator's
-    calls-mode data (Bernoulli calls) they are instead slightly conservative (coverage
-    0.94 of nominal 0.9 intervals, see the tests). The variant will be a PyMC model
-    with a per-row concentration (sparse Gamma-normalised form, see the design notes).
+    Transition plots.
 """
 
 from __future__ import annotations
@@ -80,7 +85,14 @@ from scipy.sparse import linalg as spla
 
 from bayesperf import schema as S
 from bayesperf.models._base import BayesModel
-from bayesperf.summaries.transitions import MODES, Mode, TransitionCounts, count_transitions
+from bayesperf.summaries.transitions import (
+    MODES,
+    Mode,
+    TraceTransitionCounts,
+    TransitionCounts,
+    count_trace_transitions,
+    count_transitions,
+)
 
 __all__ = ["UNSEEN", "TransitionModel", "TransitionPrior"]
 
@@ -383,9 +395,12 @@ class TransitionModel(BayesModel):
 
         Parameters
         ----------
-        data : pandas.DataFrame, TransitionCounts, Parquet path or Dask DataFrame
+        data : DataFrame, TransitionCounts, TraceTransitionCounts, Parquet path or Dask DataFrame
             Spans (counted with :func:`bayesperf.count_transitions` in this model's
-            mode) or counts of the same mode.
+            mode) or counts of the same mode. Per-trace counts
+            (:func:`~bayesperf.summaries.transitions.count_trace_transitions`) give the
+            same posterior and are kept, so :meth:`compute_log_likelihood` needs no
+            data.
         random_seed : int or numpy.random.Generator, optional
             Seeds the model's generator, used by the Monte Carlo methods
             (:meth:`sample_posterior`, :meth:`sample_paths`, :meth:`path_probability`,
@@ -402,17 +417,22 @@ class TransitionModel(BayesModel):
         ValueError
             Counts of another mode, or no transitions to fit.
         """
-        if isinstance(data, TransitionCounts):
+        cells = None
+        if isinstance(data, TransitionCounts | TraceTransitionCounts):
             if data.mode != self.mode:
                 raise ValueError(
                     f"TransitionModel(mode={self.mode!r}) cannot be fit on {data.mode!r} "
                     f"transition counts: use TransitionModel(mode={data.mode!r})"
                 )
-            counts = data
+            cells = data if isinstance(data, TraceTransitionCounts) else None
+            counts = data.to_counts() if cells is not None else data
         else:
             counts = count_transitions(data, mode=self.mode)
         post = _Posterior.build(counts, self.prior, self.include_end)
-        self._idata = xr.DataTree.from_dict({"fit_data": _counts_dataset(counts)})
+        groups = {"fit_data": _counts_dataset(counts)}
+        if cells is not None:
+            groups["fit_cells"] = cells.to_dataset()
+        self._idata = xr.DataTree.from_dict(groups)
         self._post_cache = post
         self._rng = np.random.default_rng(random_seed)
         return self
@@ -439,9 +459,89 @@ class TransitionModel(BayesModel):
         return TransitionCounts.from_frame(table, ds.attrs.get("mode", self.mode), skipped=skipped)
 
     @property
+    def fit_cells(self) -> TraceTransitionCounts | None:
+        """The per-trace counts the model was fit on, if it was fit on them."""
+        if "fit_cells" not in self.idata:
+            return None
+        return TraceTransitionCounts.from_dataset(self.idata["fit_cells"].to_dataset())
+
+    @property
     def states(self) -> pd.Index:
         """All states: ``START``, the services, ``END`` (unless ``include_end=False``)."""
         return self._post.states
+
+    def compute_log_likelihood(
+        self,
+        data: pd.DataFrame | TraceTransitionCounts | None = None,
+        *,
+        draws: int = 1000,
+        chains: int = 2,
+        random_seed: Seed = None,
+    ) -> xr.DataTree:
+        """Add the pointwise log-likelihood: one cell = one trace's transitions from a source.
+
+        ``log_likelihood["transitions"]`` has dims ``(chain, draw, cell)``: the
+        multinomial log-probability (coefficient included) of a cell's count vector
+        given its source's row, for posterior draws of the rows; ``observed_data``
+        holds ``transitions`` (the number of traces showing the cell: the weight of a
+        cell in LOO), ``cell_source``, ``cell_pattern`` (a stable key of the count
+        vector) and ``cell_n``. The cells are those of
+        :class:`~bayesperf.models.overdispersed.OverdispersedTransitionModel` fit on
+        the same data, so the two compare by LOO.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame or TraceTransitionCounts, optional
+            The spans (or their per-trace counts) the model was fit on. Aggregate counts
+            do not say which transitions came from the same trace: needed unless the
+            model was fit on per-trace counts.
+        draws, chains : int
+            Exact posterior draws (:meth:`sample_posterior`), used when
+            ``idata.posterior`` does not hold draws of this posterior yet.
+        random_seed : int or numpy.random.Generator, optional
+            Seed of those draws.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``model.idata``.
+
+        Raises
+        ------
+        ValueError
+            No per-trace data, or data whose transitions are not those the model was fit
+            on.
+
+        Examples
+        --------
+        >>> plain = TransitionModel(mode="calls").fit(spans)              # doctest: +SKIP
+        >>> plain.compute_log_likelihood(spans, random_seed=1)             # doctest: +SKIP
+        """
+        if data is None:
+            cells = self.fit_cells
+            if cells is None:
+                raise ValueError(
+                    "the pointwise log-likelihood needs per-trace counts, and the model was "
+                    "fit on aggregate counts: pass the spans (or "
+                    "count_trace_transitions(spans, mode)) as data"
+                )
+        elif isinstance(data, TraceTransitionCounts):
+            cells = data
+        else:
+            cells = count_trace_transitions(data, mode=self.mode)
+        if cells.mode != self.mode:
+            raise ValueError(
+                f"per-trace counts of mode {cells.mode!r} for a {self.mode!r} TransitionModel"
+            )
+        layout = _CellLayout.build(self._post, cells, self.include_end, self.fit_counts)
+        post = self._post
+        p = self.idata.posterior["p"] if "posterior" in self.idata else None
+        if p is None or p.sizes.get("edge") != len(post.a):
+            self.sample_posterior(draws, chains=chains, random_seed=random_seed)
+            p = self.idata.posterior["p"]
+        values = p.transpose("chain", "draw", "edge").to_numpy()
+        ll = layout.multinomial_loglik(values.reshape(-1, values.shape[-1]))
+        return layout.store(self.idata, ll.reshape(*values.shape[:2], -1), p)
 
     @property
     def support(self) -> pd.Index:
@@ -986,6 +1086,114 @@ def _counts_dataset(counts: TransitionCounts) -> xr.Dataset:
         },
         attrs={"mode": counts.mode, "skipped": json.dumps(dict(counts.skipped))},
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _CellLayout:
+    """Per-trace cells mapped onto a posterior's entries: what the likelihoods need.
+
+    Cells ``c`` (one ``(source, pattern)`` each) have a ``row`` of the posterior,
+    ``traces`` (their weight), ``n`` transitions and the log multinomial coefficient
+    ``coef``; their non-zero counts are entries ``(cell, edge, count)`` sorted by cell,
+    ``edge`` indexing the posterior's entries.
+    """
+
+    cells: TraceTransitionCounts
+    row: np.ndarray
+    traces: np.ndarray
+    n: np.ndarray
+    coef: np.ndarray
+    entry_cell: np.ndarray
+    entry_edge: np.ndarray
+    entry_count: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        post: _Posterior,
+        cells: TraceTransitionCounts,
+        include_end: bool,
+        fit_counts: TransitionCounts | None = None,
+    ) -> _CellLayout:
+        if not include_end:
+            cells = cells.without_end()
+        if fit_counts is not None:
+            fitted = fit_counts.counts
+            if not include_end:
+                fitted = fitted[fitted.index.get_level_values(1) != S.END]
+            if not cells.to_counts().counts.equals(fitted):
+                raise ValueError(
+                    "the per-trace counts are not the transitions the model was fit on "
+                    f"({cells.total} transitions given, {int(fitted.sum())} fitted): pass "
+                    "the same spans"
+                )
+        code = post.states.get_indexer(cells.cells["source"].to_numpy(dtype=str))
+        row = np.where(code >= 0, post.row_of[code], -1)
+        entry_cell = cells.entries["cell"].to_numpy(np.int64)
+        target = post.states.get_indexer(cells.entries["target"].to_numpy(dtype=str))
+        # Entries are sorted by (row, target code): one search over a combined key.
+        stride = post.n_states + 1
+        key = post.src * stride + post.tgt
+        wanted = post.row_code[np.maximum(row[entry_cell], 0)] * stride + target
+        edge = np.minimum(np.searchsorted(key, wanted), len(key) - 1)
+        bad = (row[entry_cell] < 0) | (target < 0) | (key[edge] != wanted)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            source = cells.cells["source"].iloc[entry_cell[i]]
+            raise ValueError(
+                f"the per-trace counts have the transition {source!r} -> "
+                f"{cells.entries['target'].iloc[i]!r}, which the model was not fit on"
+            )
+        count = cells.entries["count"].to_numpy(np.int64)
+        n = cells.cells["n"].to_numpy(np.int64)
+        starts = np.flatnonzero(np.r_[True, entry_cell[1:] != entry_cell[:-1]])
+        coef = special.gammaln(n + 1.0) - np.add.reduceat(special.gammaln(count + 1.0), starts)
+        return cls(
+            cells=cells,
+            row=row,
+            traces=cells.cells["traces"].to_numpy(np.int64),
+            n=n,
+            coef=coef,
+            entry_cell=entry_cell,
+            entry_edge=edge,
+            entry_count=count,
+        )
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """First entry of each cell (every cell has at least one entry)."""
+        return np.flatnonzero(np.r_[True, self.entry_cell[1:] != self.entry_cell[:-1]])
+
+    def multinomial_loglik(self, p: np.ndarray) -> np.ndarray:
+        """``(draws, cells)`` multinomial log-pmf for ``(draws, edges)`` probabilities."""
+        out = np.empty((p.shape[0], len(self.n)))
+        block = max(1, _BLOCK // max(len(self.entry_edge), 1))
+        for d0 in range(0, p.shape[0], block):
+            terms = self.entry_count * np.log(p[d0 : d0 + block, self.entry_edge])
+            out[d0 : d0 + block] = self.coef + np.add.reduceat(terms, self.starts, axis=1)
+        return out
+
+    def observed_dataset(self) -> xr.Dataset:
+        """``transitions`` (traces per cell, the LOO weight) and what identifies a cell."""
+        cells = self.cells.cells
+        return xr.Dataset(
+            {
+                "transitions": ("cell", self.traces),
+                "cell_source": ("cell", cells["source"].to_numpy(dtype=str)),
+                "cell_pattern": ("cell", cells["pattern"].to_numpy(dtype=str)),
+                "cell_n": ("cell", self.n),
+            }
+        )
+
+    def store(self, idata: xr.DataTree, ll: np.ndarray, like: xr.DataArray) -> xr.DataTree:
+        """Put ``ll`` ``(chain, draw, cell)`` and the cells into ``idata``."""
+        ds = xr.Dataset(
+            {"transitions": (("chain", "draw", "cell"), ll)},
+            coords={"chain": like["chain"].to_numpy(), "draw": like["draw"].to_numpy()},
+        )
+        idata["log_likelihood"] = xr.DataTree(ds)
+        idata["observed_data"] = xr.DataTree(self.observed_dataset())
+        return idata
 
 
 def _solve_direct(

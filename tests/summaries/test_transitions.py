@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 import bayesperf
 from bayesperf.schema import END, START
-from bayesperf.summaries.transitions import CALLER_UNKNOWN, TransitionCounts, count_transitions
+from bayesperf.summaries import transitions as transitions_module
+from bayesperf.summaries.transitions import (
+    CALLER_UNKNOWN,
+    TraceTransitionCounts,
+    TransitionCounts,
+    count_trace_transitions,
+    count_transitions,
+)
 
 SERVICES = ["cart", "currency", "frontend", "product", "redis"]
 MODES = ["sequence", "calls"]
@@ -419,3 +426,135 @@ def test_random_traces_generator_is_canonical():
     assert t.skipped.get(CALLER_UNKNOWN, 0) == orphans
     assert outflow(t)[START] == 50
     assert functools.reduce(operator.add, [t, TransitionCounts.empty("calls")]).equals(t)
+
+
+# ------------------------------------------------------------ per-trace counts
+def naive_cells(frame: pd.DataFrame, mode: str, include_end: bool = True) -> Counter:
+    """(source, pattern) -> traces, by counting every trace on its own."""
+    out: Counter = Counter()
+    for _, trace in frame.groupby("trace_id", sort=False, observed=True):
+        counts = count_transitions(trace, mode).counts
+        if not include_end:
+            counts = counts[counts.index.get_level_values(1) != END]
+        for source, row in counts.groupby(level=0):
+            pattern = {t: int(c) for (_, t), c in sorted(row.items(), key=lambda kv: kv[0][1])}
+            out[(source, str(pattern))] += 1
+    return out
+
+
+def cells_counter(cells: TraceTransitionCounts) -> Counter:
+    frame = cells.to_frame()
+    out: Counter = Counter()
+    for (_cell, source), group in frame.groupby(["cell", "source"]):
+        pattern = dict(zip(group["target"], group["count"].astype(int), strict=True))
+        out[(source, str(pattern))] += int(group["traces"].iloc[0])
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frame=trace_tables(),
+    mode=st.sampled_from(MODES),
+    include_end=st.booleans(),
+    picks=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_trace_counts_sum_to_counts_match_each_trace_and_merge(frame, mode, include_end, picks):
+    cells = count_trace_transitions(frame, mode, include_end=include_end)
+    whole = count_transitions(frame, mode)
+    if not include_end:
+        whole = TransitionCounts(
+            mode, whole.counts[whole.counts.index.get_level_values(1) != END], whole.skipped
+        )
+    assert cells.to_counts().equals(whole)
+    assert cells.total == whole.total
+    assert cells_counter(cells) == naive_cells(frame, mode, include_end)
+    # Identical patterns are merged: (source, pattern) is a key.
+    assert not cells.cells.duplicated(["source", "pattern"]).any()
+    assert (cells.entries["count"] > 0).all()
+    if include_end:
+        dropped = count_trace_transitions(frame, mode, include_end=False)
+        assert cells.without_end().equals(dropped)
+    traces = list(dict.fromkeys(frame["trace_id"]))
+    chosen = {t for t, p in zip(traces, picks, strict=False) if p}
+    a, b = split_by_traces(frame, chosen)
+    ca = count_trace_transitions(a, mode, include_end=include_end)
+    cb = count_trace_transitions(b, mode, include_end=include_end)
+    assert (ca + cb).equals(cells)
+
+
+def test_trace_counts_on_two_traces():
+    cells = count_trace_transitions(two_traces(), "calls")
+    assert cells.cells.to_dict("list") == {
+        "source": [START, "cart", "currency", "frontend", "frontend", "product", "redis"],
+        "pattern": [
+            '{"frontend":1}',
+            '{"redis":1}',
+            '{"END":1}',
+            '{"cart":1,"currency":1}',
+            '{"currency":1}',
+            '{"END":1}',
+            '{"END":1}',
+        ],
+        "n": [1, 1, 1, 2, 1, 1, 1],
+        "traces": [2, 1, 2, 1, 1, 1, 1],
+    }
+    assert cells.skipped == Counter({CALLER_UNKNOWN: 1})
+    assert cells.n_cells == 7 and cells.n_units == 9 and cells.total == 10
+    assert "cells=7" in repr(cells)
+
+
+def test_trace_counts_on_the_bundled_dataset_are_few_patterns(boutique):
+    for mode in MODES:
+        cells = count_trace_transitions(boutique, mode)
+        assert cells.to_counts().equals(count_transitions(boutique, mode))
+        assert cells.n_cells < 60 < 3000 < cells.n_units  # request types repeat paths
+        assert cells.cells.query("source == 'START'")["traces"].sum() == 502
+
+
+def test_trace_counts_stay_exact_when_every_pattern_hash_collides(monkeypatch):
+    frame = random_traces(5, 200)
+    expected = count_trace_transitions(frame, "calls")
+    monkeypatch.setattr(transitions_module, "_splitmix", lambda x: np.zeros_like(x))
+    collided = count_trace_transitions(frame, "calls")
+    assert collided.equals(expected)
+    assert cells_counter(collided) == naive_cells(frame, "calls")
+
+
+def test_trace_counts_dataset_round_trip_from_frame_and_empty():
+    cells = count_trace_transitions(two_traces(), "sequence")
+    assert TraceTransitionCounts.from_dataset(cells.to_dataset()).equals(cells)
+    frame = cells.to_frame()
+    assert list(frame.columns) == ["cell", "source", "pattern", "traces", "target", "count"]
+    table = pd.DataFrame(
+        {
+            "trace": ["x", "x", "y", "y", "z"],
+            "source": ["a", "a", "a", "a", "a"],
+            "target": ["b", "c", "c", "b", "b"],
+            "count": [1, 2, 2, 1, 0],  # x and y share a pattern; z has no transition
+        }
+    )
+    built = TraceTransitionCounts.from_frame(table)
+    assert built.cells["pattern"].tolist() == ['{"b":1,"c":2}']
+    assert built.cells["traces"].tolist() == [2]
+    empty = TraceTransitionCounts.empty("calls")
+    assert empty.total == 0 and empty.n_cells == 0
+    assert (empty + built.__class__.empty("calls")).equals(empty)
+    assert count_trace_transitions(two_traces().iloc[:0], "calls").equals(empty)
+
+
+def test_trace_counts_errors():
+    with pytest.raises(TypeError, match="pandas span table"):
+        count_trace_transitions("spans.parquet")
+    with pytest.raises(ValueError, match=r"need column\(s\) \['caller'\]"):
+        count_trace_transitions(two_traces().drop(columns="caller"), "calls")
+    with pytest.raises(ValueError, match="unknown transition mode"):
+        count_trace_transitions(two_traces(), "tree")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lacks column"):
+        TraceTransitionCounts.from_frame(pd.DataFrame({"source": ["a"], "target": ["b"]}))
+    with pytest.raises(ValueError, match="non-negative"):
+        TraceTransitionCounts.from_frame(
+            pd.DataFrame({"trace": [1], "source": ["a"], "target": ["b"], "count": [-2]})
+        )
+    seq = count_trace_transitions(two_traces(), "sequence")
+    with pytest.raises(ValueError, match="cannot add"):
+        _ = seq + count_trace_transitions(two_traces(), "calls")
