@@ -1,16 +1,23 @@
-"""Command line: ``bayesperf summary|fit TRACES... | --demo``.
+"""Command line: ``bayesperf summary|fit|report TRACES... | --demo``.
 
 ``summary`` reads traces (any supported format), prints what was read and dropped, then
 the per-group latency table (count, exact mean/min/max, P50/P95/P99 from the 1% bins)
 and, optionally, the transition counts. ``fit`` fits the hierarchical latency model and
 prints posterior P50/P95/P99 with credible intervals and the convergence checks.
+``report`` fits the latency, transition and mixture models and writes a self-contained
+HTML report with the tables as CSV and the models as ``.nc`` (see
+:mod:`bayesperf.report`). Every command exits with 2 for unreadable input and 3 when a
+convergence check fails (``fit``, ``report``: the results are still printed or written).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -68,7 +75,82 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=1, help="random seed (1)")
     fit.add_argument("-o", "--output", help="save the fitted model (.nc or .zarr)")
     fit.add_argument("--csv", help="also write the posterior table to this CSV file")
+    _add_report_parser(commands)
     return parser
+
+
+def _components(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return k
+
+
+def _add_report_parser(commands: Any) -> None:
+    from bayesperf.report import DEFAULT_OUTPUT, QUICK, ReportOptions
+
+    d = ReportOptions()
+    report = commands.add_parser(
+        "report",
+        help="fit the latency, transition and mixture models and write an HTML report",
+        description=(
+            "Read traces, fit the latency, transition and mixture models and write "
+            "report.html (tables and figures), the tables as CSV and the models as .nc. "
+            "Exit code 0: done; 2: unreadable input; 3: a convergence check failed "
+            "(the report is still written, with the failures highlighted)."
+        ),
+    )
+    _add_source_arguments(report)
+    report.add_argument(
+        "-o", "--output", default=DEFAULT_OUTPUT, help=f"output directory ({DEFAULT_OUTPUT}/)"
+    )
+    report.add_argument("--family", default=d.family, choices=["lognormal", "gamma", "weibull"])
+    report.add_argument("--pooling", default=d.pooling, choices=["partial", "none", "complete"])
+    report.add_argument(
+        "--mode",
+        default=d.mode,
+        choices=["calls", "sequence"],
+        help=f"transition definition ({d.mode})",
+    )
+    report.add_argument(
+        "--components",
+        type=_components,
+        default=d.components,
+        help=f"mixture components, or 'auto' to choose by PSIS-LOO ({d.components})",
+    )
+    report.add_argument(
+        "--mixture-by",
+        default="all",
+        help="mixture grouping: 'all' (one mixture of all spans) or columns, e.g. "
+        "caller,callee (slower) (default: all)",
+    )
+    report.add_argument("--ci", type=float, default=d.ci_prob, help="credible interval mass")
+    report.add_argument(
+        "--draws", type=int, help=f"draws per chain ({d.draws}; --quick: {QUICK['draws']})"
+    )
+    report.add_argument(
+        "--tune", type=int, help=f"tuning steps per chain ({d.tune}; --quick: {QUICK['tune']})"
+    )
+    report.add_argument(
+        "--chains", type=int, help=f"chains ({d.chains}; --quick: {QUICK['chains']})"
+    )
+    report.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+    report.add_argument(
+        "--sampler",
+        default=d.nuts_sampler,
+        choices=["nutpie", "pymc"],
+        help=f"NUTS implementation ({d.nuts_sampler}; pymc caches its compiled models)",
+    )
+    report.add_argument(
+        "--quick",
+        action="store_true",
+        help="short chains for a fast look (convergence checks usually fail: exit code 3)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,12 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo == bool(args.traces):
         print(f"bayesperf {args.command}: give trace files or --demo (not both)", file=sys.stderr)
         return 2
+    if args.command == "report":
+        return _report(args, argv)
     try:
         source = datasets.online_boutique_path() if args.demo else args.traces
         spans = read_traces(source, format=args.format)
     except TraceFormatError as exc:
         print(f"bayesperf: cannot read traces: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(spans.attrs["read_report"])
     print(
         f"\n{len(spans):,} spans, {spans['trace_id'].nunique():,} traces, "
@@ -95,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = summarize_latency(spans, by=by).to_frame()
     except ValueError as exc:
         print(f"bayesperf: {exc}", file=sys.stderr)
-        return 1
+        return 2
     table = table.sort_values("n", ascending=False)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print("Latency (ms) per group; quantiles from log bins of 1% relative width")
@@ -107,6 +191,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         table.to_csv(args.output)
         print(f"\nwrote {args.output}")
+    return 0
+
+
+def _split_by(value: str) -> tuple[str, ...] | None:
+    return None if value == "all" else tuple(c.strip() for c in value.split(","))
+
+
+def _report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import matplotlib
+
+    from bayesperf.report import QUICK, ReportOptions, write_report
+
+    matplotlib.use("Agg")  # files only: never open a window
+    sampler = {k: getattr(args, k) for k in QUICK if getattr(args, k) is not None}
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = "bayesperf " + " ".join(shlex.quote(w) for w in words)
+    tty = sys.stderr.isatty()
+    try:
+        options = (ReportOptions.quick if args.quick else ReportOptions)(
+            by=_split_by(args.by),
+            family=args.family,
+            pooling=args.pooling,
+            mode=args.mode,
+            components=args.components,
+            mixture_by=_split_by(args.mixture_by),
+            seed=args.seed,
+            ci_prob=args.ci,
+            progressbar=tty,  # the sampler's bar only on a terminal
+            nuts_sampler=args.sampler,
+            **sampler,
+        )
+    except ValueError as exc:
+        print(f"bayesperf report: {exc}", file=sys.stderr)
+        return 2
+    source = datasets.online_boutique_path() if args.demo else args.traces
+    start = time.perf_counter()
+
+    def progress(line: str) -> None:
+        print(f"bayesperf report {line}", file=sys.stderr, flush=True)
+
+    try:
+        result = write_report(
+            source,
+            args.output,
+            options,
+            format=args.format,
+            command=command,
+            progress=progress,
+        )
+    except TraceFormatError as exc:
+        print(f"bayesperf report: cannot read traces: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"bayesperf report: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    for name, why in result.skipped.items():
+        print(f"bayesperf report: {name} skipped: {why}", file=sys.stderr)
+    print(
+        f"wrote {result.html} ({len(result.files)} files in {result.directory}/, {elapsed:.0f} s)"
+    )
+    if not result.converged:
+        print(
+            f"convergence checks failed: {result.failures_text()}; see the report's "
+            "diagnostics (more --draws usually help)",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

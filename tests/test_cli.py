@@ -25,13 +25,13 @@ def test_overall_grouping(capsys):
 def test_unreadable_input_is_a_clear_error(capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    assert main(["summary", str(bad)]) == 1
+    assert main(["summary", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "recognise" in err
 
 
 def test_unknown_grouping_column(capsys):
-    assert main(["summary", "--demo", "--by", "region"]) == 1
+    assert main(["summary", "--demo", "--by", "region"]) == 2
     assert "region" in capsys.readouterr().err
 
 
@@ -54,3 +54,25 @@ def test_fit_demo_prints_intervals_and_saves(capsys, tmp_path):
     import bayesperf
 
     assert len(bayesperf.load(path).summary()) == 22  # 21 pairs + overall
+
+
+def test_report_needs_traces_or_demo(capsys, tmp_path):
+    assert main(["report", "-o", str(tmp_path)]) == 2
+    assert "give trace files or --demo" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_report_rejects_bad_options(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--demo", "--components", "0"])
+    assert exc.value.code == 2
+    assert "positive integer or 'auto'" in capsys.readouterr().err
+    assert main(["report", "--demo", "--draws", "0", "-o", str(tmp_path)]) == 2
+    assert "draws must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_report_is_listed_with_its_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
+    assert "--quick" in text and "--components" in text and "3: a convergence" in text
