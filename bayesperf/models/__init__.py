@@ -2,13 +2,19 @@
 
 from bayesperf.models._base import BayesModel, ConvergenceWarning, load
 from bayesperf.models.latency import LatencyModel, LatencyPriors
+from bayesperf.models.mixture import MixtureModel, MixturePriors
+from bayesperf.models.overdispersed import ConcentrationPrior, OverdispersedTransitionModel
 from bayesperf.models.transitions import TransitionModel, TransitionPrior
 
 __all__ = [
     "BayesModel",
+    "ConcentrationPrior",
     "ConvergenceWarning",
     "LatencyModel",
     "LatencyPriors",
+    "MixtureModel",
+    "MixturePriors",
+    "OverdispersedTransitionModel",
     "TransitionModel",
     "TransitionPrior",
     "load",

@@ -12,9 +12,11 @@ Examples
 """
 
 from bayesperf.plots.latency import plot_ppc, plot_ppc_grid, plot_quantile_forest
+from bayesperf.plots.mixture import plot_mixture
 from bayesperf.plots.transitions import plot_transition_graph, plot_transition_heatmap
 
 __all__ = [
+    "plot_mixture",
     "plot_ppc",
     "plot_ppc_grid",
     "plot_quantile_forest",
