@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import xarray as xr
 
@@ -25,6 +26,24 @@ MODEL_ATTR = "bayesperf_model"
 CONFIG_ATTR = "bayesperf_config"
 
 _REGISTRY: dict[str, type[BayesModel]] = {}
+
+
+class PriorSpec:
+    """Mixin of the prior dataclasses: JSON round trip with unknown keys refused."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any] | None) -> Self:
+        """Build from a (partial) dict; unknown keys are an error naming the known ones."""
+        spec = dict(spec or {})
+        known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(known)}")
+        return cls(**spec)
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,6 +79,23 @@ class BayesModel:
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` has run (or the model was loaded)."""
         return self._idata is not None
+
+    #: What usually helps when a fit fails its convergence checks (for the warning).
+    convergence_hint: ClassVar[str] = "more draws, or a higher target_accept, usually help"
+
+    def _check_convergence(self) -> None:
+        """Warn (:class:`ConvergenceWarning`) naming every block that fails diagnose()."""
+        from bayesperf.diagnostics import diagnose
+
+        table = diagnose(self)
+        failed = table[~table["ok"]]
+        if len(failed):
+            warnings.warn(
+                f"{self!r} fit fails convergence checks for {', '.join(failed.index)}: "
+                f"run bayesperf.diagnose(model) for details ({self.convergence_hint})",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable configuration (the constructor's arguments)."""

@@ -32,9 +32,8 @@ Hierarchy (``pooling="partial"``)
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -44,7 +43,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from bayesperf import schema as S
-from bayesperf.models._base import BayesModel, ConvergenceWarning
+from bayesperf.models._base import BayesModel, PriorSpec
 from bayesperf.models.families import Family, get_family
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
@@ -62,7 +61,7 @@ _QS = tuple(SUMMARY_QUANTILES.values())
 
 
 @dataclass(frozen=True)
-class LatencyPriors:
+class LatencyPriors(PriorSpec):
     """Priors of the population (hyper)parameters, on the families' unconstrained scales.
 
     ``None`` fields are set from the data when the model is fit (a weakly informative
@@ -92,20 +91,6 @@ class LatencyPriors:
     shape_mu_mean: float | None = None
     shape_mu_sd: float = 1.0
     shape_sd_scale: float = 1.0
-
-    def to_dict(self) -> dict[str, float | None]:
-        """JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: dict[str, float | None] | None) -> LatencyPriors:
-        """Build from a (partial) dict; unknown keys are an error naming the known ones."""
-        spec = dict(spec or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(known)}")
-        return cls(**spec)
 
     def resolved(self, pilot_loc: np.ndarray, pilot_shape: np.ndarray) -> LatencyPriors:
         """Fill data-driven centres: user > data-driven > default."""
@@ -656,20 +641,6 @@ class LatencyModel(BayesModel):
         self.idata["log_likelihood"] = xr.DataTree(xr.Dataset({"latency": np.log(prob)}))
         self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
-
-    def _check_convergence(self) -> None:
-        from bayesperf.diagnostics import diagnose
-
-        table = diagnose(self)
-        failed = table[~table["ok"]]
-        if len(failed):
-            warnings.warn(
-                f"{type(self).__name__} fit fails convergence checks for "
-                f"{', '.join(failed.index)}: run bayesperf.diagnose(model) for details "
-                "(more draws, or a higher target_accept, usually help)",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
 
     @classmethod
     def _from_idata(cls, idata: xr.DataTree, config: dict[str, Any]) -> LatencyModel:

@@ -38,9 +38,8 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,7 @@ import xarray as xr
 from scipy import special
 
 from bayesperf import schema as S
-from bayesperf.models._base import BayesModel, ConvergenceWarning
+from bayesperf.models._base import BayesModel, PriorSpec
 from bayesperf.models.families import LogNormal
 from bayesperf.models.latency import (
     MISSING_KEY,
@@ -77,7 +76,7 @@ MAX_DRAWS = 400
 
 
 @dataclass(frozen=True)
-class MixturePriors:
+class MixturePriors(PriorSpec):
     """Priors of a :class:`MixtureModel`; ``None`` fields are set from the data.
 
     Attributes
@@ -114,20 +113,6 @@ class MixturePriors:
     weight_concentration: float = 1.0
     group_concentration_median: float = 10.0
     group_concentration_log_sd: float = 1.0
-
-    def to_dict(self) -> dict[str, float | None]:
-        """JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: dict[str, float | None] | None) -> MixturePriors:
-        """Build from a (partial) dict; unknown keys are an error naming the known ones."""
-        spec = dict(spec or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"unknown prior(s) {unknown}; known: {sorted(known)}")
-        return cls(**spec)
 
 
 @dataclass(frozen=True)
@@ -192,6 +177,8 @@ class MixtureModel(BayesModel):
     >>> model.predict(spans)                 # most probable component   # doctest: +SKIP
     >>> MixtureModel("auto").fit(spans, random_seed=1).selection         # doctest: +SKIP
     """
+
+    convergence_hint = "more draws or fewer components usually help"
 
     def __init__(
         self,
@@ -716,20 +703,6 @@ class MixtureModel(BayesModel):
         self.idata["log_likelihood"] = xr.DataTree(xr.Dataset({"latency": np.log(prob)}))
         self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
-
-    def _check_convergence(self) -> None:
-        from bayesperf.diagnostics import diagnose
-
-        table = diagnose(self)
-        failed = table[~table["ok"]]
-        if len(failed):
-            warnings.warn(
-                f"MixtureModel (K={self.k}) fit fails convergence checks for "
-                f"{', '.join(failed.index)}: run bayesperf.diagnose(model) for details "
-                "(more draws or fewer components usually help)",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
 
     @classmethod
     def _from_idata(cls, idata: xr.DataTree, config: dict[str, Any]) -> MixtureModel:

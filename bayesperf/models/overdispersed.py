@@ -60,7 +60,6 @@ Comparing with the plain model
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,7 +70,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import special
 
-from bayesperf.models._base import BayesModel, ConvergenceWarning
+from bayesperf.models._base import BayesModel
 from bayesperf.models.transitions import (
     _BLOCK,
     TransitionModel,
@@ -491,20 +490,6 @@ class OverdispersedTransitionModel(BayesModel):
         data, e.g. to compare the two by LOO.
         """
         return TransitionModel(self.mode, self.prior, self.include_end).fit(self.fit_cells)
-
-    def _check_convergence(self) -> None:
-        from bayesperf.diagnostics import diagnose
-
-        table = diagnose(self)
-        failed = table[~table["ok"]]
-        if len(failed):
-            warnings.warn(
-                f"{type(self).__name__} fit fails convergence checks for "
-                f"{', '.join(failed.index)}: run bayesperf.diagnose(model) for details "
-                "(more draws, or a higher target_accept, usually help)",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
 
     @classmethod
     def _from_idata(

@@ -11,11 +11,13 @@ Examples
 >>> fig.savefig("p99.png", dpi=150)                             # doctest: +SKIP
 """
 
+from bayesperf.plots.compare import plot_compare
 from bayesperf.plots.latency import plot_ppc, plot_ppc_grid, plot_quantile_forest
 from bayesperf.plots.mixture import plot_mixture
 from bayesperf.plots.transitions import plot_transition_graph, plot_transition_heatmap
 
 __all__ = [
+    "plot_compare",
     "plot_mixture",
     "plot_ppc",
     "plot_ppc_grid",
