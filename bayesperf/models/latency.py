@@ -225,6 +225,8 @@ class LatencyModel(BayesModel):
         Grouping of spans (when fit on a span table).
     pooling : {"partial", "none", "complete"}, default "partial"
         Hierarchical partial pooling, independent groups, or one distribution for all.
+        A single group (``by=None``) is always fit like ``"none"``: there is no
+        population to pool over.
     priors : dict or LatencyPriors, optional
         Population priors; unspecified ones are set from the data.
     likelihood : {"auto", "binned"}, default "auto"
@@ -383,7 +385,8 @@ class LatencyModel(BayesModel):
             loc = pm.Deterministic("location", loc_mu * pt.ones(n_groups), dims=dim)
             shape = pm.Deterministic("shape", shape_mu * pt.ones(n_groups), dims=dim)
             return loc, shape
-        if self.pooling == "none":
+        # One group has no population to pool over (its spread is not identified).
+        if self.pooling == "none" or n_groups == 1:
             loc = pm.Normal("location", priors.location_mu_mean, priors.location_mu_sd, dims=dim)
             shape = pm.Normal("shape", priors.shape_mu_mean, priors.shape_mu_sd, dims=dim)
             return loc, shape

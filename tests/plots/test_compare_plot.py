@@ -31,7 +31,8 @@ def test_points_and_labels_follow_the_table():
 
     fig = plot_compare(table().iloc[::-1])  # any order: drawn best first, on top
     ax = fig.axes[0]
-    by_height = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    by_height = sorted(zip(ax.get_yticks(), labels, strict=True))
     top = by_height[-1][1]
     assert top.startswith("mixture") and "weight 0.90" in top
     elpd_line, diff_line = ax.containers[0].lines[0], ax.containers[1].lines[0]
