@@ -214,7 +214,38 @@ def _labels(groups: pd.Index) -> pd.Index:
     return pd.Index(groups.astype("str").fillna(MISSING_KEY), name=groups.name)
 
 
-class LatencyModel(BayesModel):
+class SummaryFit(BayesModel):
+    """A model fit on a :class:`LatencySummary` kept in ``idata["fit_data"]``, grouped by ``by``.
+
+    What :class:`LatencyModel` and :class:`~bayesperf.models.mixture.MixtureModel` share:
+    the group dimension's name, the fit summary and the group labels.
+    """
+
+    by: tuple[str, ...]
+
+    @property
+    def group_dim(self) -> str:
+        """Name of the group dimension in results: ``pair`` for caller→callee."""
+        if self.by == (S.CALLER, S.CALLEE):
+            return "pair"
+        return "_".join(self.by) if self.by else "group"
+
+    @property
+    def fit_summary(self) -> LatencySummary:
+        """The summary the model was fit on (rebuilt once per fitted posterior)."""
+        cached = getattr(self, "_fit_summary_cache", None)
+        if cached is None or cached[0] is not self.idata:
+            summary = LatencySummary.from_dataset(self.idata["fit_data"].to_dataset())
+            self._fit_summary_cache = (self.idata, summary)
+        return self._fit_summary_cache[1]
+
+    @property
+    def groups(self) -> pd.Index:
+        """Group labels (missing keys, such as a root's caller, spelled ``(none)``)."""
+        return _labels(self.fit_summary.groups)
+
+
+class LatencyModel(SummaryFit):
     """Hierarchical Bayesian latency model per group (by default caller→callee pair).
 
     Parameters
@@ -283,13 +314,6 @@ class LatencyModel(BayesModel):
     @property
     def _family(self) -> Family:
         return get_family(self.family)
-
-    @property
-    def group_dim(self) -> str:
-        """Name of the group dimension in results: ``pair`` for caller→callee."""
-        if self.by == (S.CALLER, S.CALLEE):
-            return "pair"
-        return "_".join(self.by) if self.by else "group"
 
     # ------------------------------------------------------------------------ fitting
     def fit(
@@ -400,20 +424,6 @@ class LatencyModel(BayesModel):
         return loc, shape
 
     # -------------------------------------------------------------- fitted accessors
-    @property
-    def fit_summary(self) -> LatencySummary:
-        """The summary the model was fit on (rebuilt once per fitted posterior)."""
-        cached = getattr(self, "_fit_summary_cache", None)
-        if cached is None or cached[0] is not self.idata:
-            summary = LatencySummary.from_dataset(self.idata["fit_data"].to_dataset())
-            self._fit_summary_cache = (self.idata, summary)
-        return self._fit_summary_cache[1]
-
-    @property
-    def groups(self) -> pd.Index:
-        """Group labels (missing keys, such as a root's caller, spelled ``(none)``)."""
-        return _labels(self.fit_summary.groups)
-
     def _params(self) -> tuple[xr.DataArray, xr.DataArray]:
         post = self.idata.posterior
         return post["location"], post["shape"]

@@ -50,15 +50,15 @@ import xarray as xr
 from scipy import special
 
 from bayesperf import schema as S
-from bayesperf.models._base import BayesModel, PriorSpec
+from bayesperf.models._base import PriorSpec
 from bayesperf.models.families import LogNormal
 from bayesperf.models.latency import (
     MISSING_KEY,
+    SummaryFit,
     _cells_dataset,
     _FitData,
     _interval,
     _json,
-    _labels,
 )
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
@@ -149,7 +149,7 @@ def _pooled(summary: LatencySummary, fit: _FitData) -> _Pooled:
     )
 
 
-class MixtureModel(BayesModel):
+class MixtureModel(SummaryFit):
     """Mixture of lognormal latency components, fit on binned latency summaries.
 
     Parameters
@@ -221,13 +221,6 @@ class MixtureModel(BayesModel):
     def __repr__(self) -> str:
         state = f"fitted, K={self.k}" if self.is_fitted else "not fitted"
         return f"MixtureModel(n_components={self.n_components!r}, by={self.by}; {state})"
-
-    @property
-    def group_dim(self) -> str:
-        """Name of the group dimension in results: ``pair`` for caller→callee."""
-        if self.by == (S.CALLER, S.CALLEE):
-            return "pair"
-        return "_".join(self.by) if self.by else "group"
 
     @property
     def grouped(self) -> bool:
@@ -440,20 +433,6 @@ class MixtureModel(BayesModel):
             if frame[col].dtype == object:
                 frame[col] = frame[col].astype("string")
         return frame
-
-    @property
-    def fit_summary(self) -> LatencySummary:
-        """The summary the model was fit on (rebuilt once per fitted posterior)."""
-        cached = getattr(self, "_fit_summary_cache", None)
-        if cached is None or cached[0] is not self.idata:
-            summary = LatencySummary.from_dataset(self.idata["fit_data"].to_dataset())
-            self._fit_summary_cache = (self.idata, summary)
-        return self._fit_summary_cache[1]
-
-    @property
-    def groups(self) -> pd.Index:
-        """Group labels (missing keys, such as a root's caller, spelled ``(none)``)."""
-        return _labels(self.fit_summary.groups)
 
     def _params(self) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
         """Locations, spreads (chain, draw, component), weights (chain, draw, group, comp)."""
