@@ -230,6 +230,17 @@ class SummaryFit(BayesModel):
             return "pair"
         return "_".join(self.by) if self.by else "group"
 
+    def _summary_of(self, data: pd.DataFrame | LatencySummary) -> LatencySummary:
+        """The summary to fit: ``data``, or the spans summarised by ``by``.
+
+        A summary's own grouping replaces ``by``.
+        """
+        if not isinstance(data, LatencySummary):
+            return summarize_latency(data, self.by)
+        # The summary's grouping wins; keep the model's config consistent with it.
+        self.by = data.by
+        return data
+
     @property
     def fit_summary(self) -> LatencySummary:
         """The summary the model was fit on (rebuilt once per fitted posterior)."""
@@ -342,10 +353,7 @@ class LatencyModel(SummaryFit):
             ``self``, fitted. A :class:`ConvergenceWarning` is issued when a diagnostic
             fails (R-hat > 1.01, bulk or tail ESS < 400, divergences).
         """
-        summary = data if isinstance(data, LatencySummary) else summarize_latency(data, self.by)
-        if isinstance(data, LatencySummary) and data.by != self.by:
-            # The summary's grouping wins; keep the model's config consistent with it.
-            self.by = data.by
+        summary = self._summary_of(data)
         fit_data = _FitData.from_summary(summary)
         priors = self.priors.resolved(
             *self._family.pilot(fit_data.pilot_log_mean, fit_data.pilot_log_sd)

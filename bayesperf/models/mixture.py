@@ -60,7 +60,7 @@ from bayesperf.models.latency import (
     _interval,
     _json,
 )
-from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
+from bayesperf.summaries.latency import By, LatencySummary, normalize_by
 
 __all__ = ["MixtureModel", "MixturePriors"]
 
@@ -260,9 +260,7 @@ class MixtureModel(SummaryFit):
             not identified: use :class:`LatencyModel`), fewer spans than components, or
             fewer than 3 fitting cells per component for an explicit K.
         """
-        summary = data if isinstance(data, LatencySummary) else summarize_latency(data, self.by)
-        if isinstance(data, LatencySummary) and data.by != self.by:
-            self.by = data.by  # the summary's grouping wins, as in LatencyModel
+        summary = self._summary_of(data)
         if summary.n_groups == 0 or int(summary.count.sum()) == 0:
             raise ValueError("the latency summary has no spans: nothing to fit a mixture to")
         fit = _FitData.from_summary(summary)
