@@ -296,10 +296,10 @@ class MixtureModel(SummaryFit):
     ) -> None:
         priors = self._resolved_priors(pooled, k)
         model, initvals = self._build(fit, pooled, priors, k)
-        kwargs = {**self.sample_defaults, **sample_kwargs}
+        kwargs = dict(sample_kwargs)
         # Every chain starts at the data quantiles, without jitter: jittered starts
         # find wrong local modes (MEASUREMENTS.md), and some chains agree on them.
-        if kwargs.get("nuts_sampler", "pymc") == "nutpie":
+        if kwargs.get("nuts_sampler", self.sample_defaults["nuts_sampler"]) == "nutpie":
             compile_kwargs = dict(kwargs.pop("compile_kwargs", None) or {})
             compile_kwargs.setdefault("jitter_rvs", set())
             kwargs["compile_kwargs"] = compile_kwargs
@@ -308,8 +308,7 @@ class MixtureModel(SummaryFit):
         kwargs.setdefault("initvals", initvals)
         # Checked by _check_convergence (PyMC's own checks warn on K=1's constant weight).
         kwargs.setdefault("compute_convergence_checks", False)
-        with model:
-            idata = pm.sample(random_seed=random_seed, **kwargs)
+        idata = self._sample(model, random_seed, kwargs)
         idata["fit_data"] = xr.DataTree(summary.to_dataset())
         idata.attrs["resolved_priors"] = _json(priors.to_dict())
         idata.attrs["n_components_fit"] = int(k)

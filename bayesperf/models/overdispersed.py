@@ -261,9 +261,7 @@ class OverdispersedTransitionModel(BayesModel):
         cells = self._cells_of(data)
         post = _Posterior.build(cells.to_counts(), self.prior, self.include_end)
         layout = _CellLayout.build(post, cells, self.include_end)
-        kwargs = {**self.sample_defaults, **sample_kwargs}
-        with self._build(post, layout):
-            idata = pm.sample(random_seed=random_seed, **kwargs)
+        idata = self._sample(self._build(post, layout), random_seed, sample_kwargs)
         posterior = idata.posterior.to_dataset()[list(_KEPT)]
         idata["posterior"] = xr.DataTree(posterior)
         idata["fit_data"] = xr.DataTree(_counts_dataset(cells.to_counts()))
