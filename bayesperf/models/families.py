@@ -100,6 +100,43 @@ class LogNormal(Family):
         squares = sum_log2 - 2 * loc * sum_log + n * loc**2
         return -n * shape - squares / (2 * sigma2) - 0.5 * n * math.log(2 * math.pi) - sum_log
 
+    def location_given_shape(self, shape, n, sum_log, prior_mu, prior_sd):
+        """μ given σ under the conjugate prior ``μ ~ N(prior_mu, prior_sd)``, per group.
+
+        With ``τ = prior_sd`` and ``D = n τ² + σ²``, the conditional posterior of μ is
+        normal with ``mean = (prior_mu σ² + Σ log y · τ²) / D`` and ``sd = τ σ / √D``
+        (the prior itself when ``n = 0``). Returns ``(mean, sd, n / D)``; the last is
+        the precision of the group's sample mean about ``prior_mu`` (used one level
+        up). PyTensor or NumPy (broadcasting), by the type of ``shape``.
+        """
+        xp = pt if isinstance(shape, pt.TensorVariable) else np
+        sigma = xp.exp(shape)
+        inv_d = 1 / (n * prior_sd**2 + sigma * sigma)
+        mean = (prior_mu * sigma * sigma + sum_log * prior_sd**2) * inv_d
+        return mean, prior_sd * sigma * xp.sqrt(inv_d), n * inv_d
+
+    def collapsed_moment_loglik(self, shape, n, sum_log, sum_log2, prior_mu, prior_sd):
+        """:meth:`moment_loglik` with μ integrated out against ``N(prior_mu, prior_sd)``.
+
+        The within-group spread term times the predictive density of the sample mean,
+        ``N(ȳ | prior_mu, D / n)`` (``D`` as in :meth:`location_given_shape`); 0 for a
+        group with ``n = 0``. With it, the joint density factorises exactly:
+        ``p(μ, σ | y) ∝ p(σ | y) · N(μ | mean, sd)``. PyTensor.
+        """
+        n = np.asarray(n, dtype=np.float64)
+        n_safe = np.maximum(n, 1.0)
+        within = np.maximum(sum_log2 - sum_log**2 / n_safe, 0.0)  # Σ (log y - ȳ)², data only
+        sigma = pt.exp(shape)
+        inv_d = 1 / (n * prior_sd**2 + sigma * sigma)
+        return (
+            -(n - 1) * shape
+            - within / (2 * sigma * sigma)
+            + 0.5 * pt.log(inv_d)
+            - (sum_log - n * prior_mu) ** 2 * inv_d / (2 * n_safe)
+            - 0.5 * n * math.log(2 * math.pi)
+            - sum_log
+        )
+
     def cdf(self, y, loc, shape):
         with np.errstate(divide="ignore"):
             return special.ndtr((np.log(y) - loc) / np.exp(shape))

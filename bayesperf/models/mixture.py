@@ -245,7 +245,8 @@ class MixtureModel(SummaryFit):
         random_seed : int, optional
             Seed of the sampler (every candidate of ``"auto"`` uses it too).
         **sample_kwargs
-            Passed to :func:`pymc.sample` (defaults: :attr:`BayesModel.sample_defaults`).
+            Sampler settings, as for :func:`pymc.sample` (defaults:
+            :attr:`BayesModel.sample_defaults`).
 
         Returns
         -------

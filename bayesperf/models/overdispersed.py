@@ -242,8 +242,8 @@ class OverdispersedTransitionModel(BayesModel):
         random_seed : int, optional
             Seed for the sampler: the same seed gives the same posterior.
         **sample_kwargs
-            Passed to :func:`pymc.sample` (defaults: 1,000 draws and 1,000 tuning steps
-            on 4 chains with nutpie, ``target_accept=0.98``).
+            Sampler settings, as for :func:`pymc.sample` (defaults: 1,000 draws and
+            1,000 tuning steps on 4 chains with nutpie, ``target_accept=0.98``).
 
         Returns
         -------
