@@ -93,7 +93,8 @@ def sample_nutpie(
     progressbar: bool = True,
     initvals: dict[str, Any] | None = None,
     compile_kwargs: dict[str, Any] | None = None,
-    **ignored: Any,
+    nuts_sampler: str = "nutpie",
+    compute_convergence_checks: bool = False,
 ) -> xr.DataTree:
     """``pm.sample(nuts_sampler="nutpie", ...)`` without its step-method assignment.
 
@@ -101,8 +102,11 @@ def sample_nutpie(
     to pick step methods (1.6 s for a 1,000-pair latency model), only to hand every
     variable to nutpie. This compiles and samples with nutpie directly and patches
     the result as PyMC does (``constant_data``, ``observed_data``, timing attrs).
-    ``compute_convergence_checks`` is ignored: nutpie computes none.
+    ``nuts_sampler`` must be ``"nutpie"``; ``compute_convergence_checks`` is ignored
+    (nutpie computes none; the models run :func:`bayesperf.diagnose`).
     """
+    if nuts_sampler != "nutpie":
+        raise ValueError(f"sample_nutpie samples with nutpie, not {nuts_sampler!r}")
     import time
 
     import numpy as np

@@ -452,7 +452,9 @@ class LatencyModel(SummaryFit):
         mean, sd, _ = self._family.location_given_shape(
             shape, data.n_obs, data.sum_log, loc_mu, loc_sd
         )
-        z = np.random.default_rng(random_seed).standard_normal(shape.shape)
+        # A stream of its own: the sampler's seed is the first draw of default_rng(seed).
+        rng = np.random.default_rng(None if random_seed is None else [random_seed, 1])
+        z = rng.standard_normal(shape.shape)
         censored = np.flatnonzero(data.n_cens > 0)
         if censored.size:
             z[..., censored] = post["location_censored_raw"].to_numpy()

@@ -359,3 +359,27 @@ def test_collapsed_sampler_matches_the_exact_posterior_on_a_grid(censored):
         draws = post[name].to_numpy().ravel()
         assert abs(draws.mean() - exact_mean) < 0.1 * exact_sd, name
         assert draws.std() == pytest.approx(exact_sd, rel=0.1), name
+
+
+def test_sampling_paths_are_seeded_and_pymc_is_reachable(spans):
+    """nutpie runs directly by default, reproducibly for a seed; arguments only
+    pm.sample understands (here its own NUTS) go through pm.sample."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a, b = (LatencyModel().fit(spans, random_seed=5, **FAST) for _ in range(2))
+        c = LatencyModel().fit(spans, random_seed=6, **FAST)
+        xr.testing.assert_identical(a.idata.posterior, b.idata.posterior)
+        assert not np.array_equal(a.idata.posterior["location"], c.idata.posterior["location"])
+        pymc_nuts = LatencyModel().fit(
+            spans,
+            random_seed=5,
+            nuts_sampler="pymc",
+            draws=100,
+            tune=100,
+            chains=2,
+            progressbar=False,
+        )
+    assert pymc_nuts.idata.posterior.sizes["draw"] == 100
+    assert set(pymc_nuts.idata.posterior.data_vars) == set(a.idata.posterior.data_vars)
