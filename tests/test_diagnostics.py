@@ -149,3 +149,16 @@ def test_convergence_statistics_equal_arviz():
         ]
     for ours, theirs in zip(convergence_statistics(x), expected, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, equal_nan=True)
+
+
+def test_convergence_statistics_in_blocks_equal_one_block():
+    """Over 256 parameters the columns are split into threaded blocks: same numbers,
+    including tied and constant columns at block edges."""
+    from bayesperf.diagnostics import _convergence_block, convergence_statistics
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 200, 600))
+    x[..., 255:258] = np.round(x[..., 255:258])  # ties across the first block edge
+    x[..., 511:513] = 1.0  # constant columns across the second
+    for blocked, whole in zip(convergence_statistics(x), _convergence_block(x), strict=True):
+        np.testing.assert_array_equal(blocked, whole)
