@@ -388,6 +388,7 @@ class LatencyModel(SummaryFit):
         family = self._family
         dim = self.group_dim
         n_groups = len(data.labels)
+        pilot_loc, pilot_shape = family.pilot(data.pilot_log_mean, data.pilot_log_sd)
         with pm.Model(coords={dim: np.arange(n_groups)}) as model:
             if self.pooling == "complete":
                 loc_mu = pm.Normal("location_mu", priors.location_mu_mean, priors.location_mu_sd)
@@ -403,7 +404,6 @@ class LatencyModel(SummaryFit):
                         _censored_loglik(family, data, loc_mu, shape_mu, censored)
                     return model
             else:
-                pilot_loc, pilot_shape = family.pilot(data.pilot_log_mean, data.pilot_log_sd)
                 v_loc, v_shape = _sampling_variances(data)
                 pooled = self._pooled(n_groups)
                 shape = _group_level("shape", pilot_shape, v_shape, priors, pooled, dim)
@@ -411,9 +411,8 @@ class LatencyModel(SummaryFit):
                     _collapsed_location(family, data, shape, priors, pooled)
                     return model
                 loc = _group_level("location", pilot_loc, v_loc, priors, pooled, dim)
-            pilot = family.pilot(data.pilot_log_mean, data.pilot_log_sd)
             cell = family.log_cell_probs(
-                loc, shape, data.cell_group, data.cell_lo, data.cell_hi, *pilot
+                loc, shape, data.cell_group, data.cell_lo, data.cell_hi, pilot_loc, pilot_shape
             )
             pm.Potential("loglik_bins", pt.sum(data.cell_count * cell))
         return model
