@@ -52,6 +52,7 @@ import xarray as xr
 
 from bayesperf import schema as S
 from bayesperf.models._base import BayesModel, PriorSpec
+from bayesperf.models.draws import LatencyDraws, ParametricDraws
 from bayesperf.models.families import Family, get_family
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
@@ -492,6 +493,25 @@ class LatencyModel(SummaryFit):
         values = xr.apply_ufunc(self._family.quantile, qda, loc, shape)
         return self._labelled(values.transpose("chain", "draw", self.group_dim, "quantile"))
 
+    def latency_draws(self, n_draws: int | None = 200) -> LatencyDraws:
+        """Each group's latency distribution in ``n_draws`` evenly spaced posterior draws.
+
+        For simulation from the posterior (end-to-end requests, what-if questions):
+        ``draws.ppf(u, group, draw)`` and ``draws.cdf(x, group, draw)`` broadcast over
+        integer group and draw positions. ``None`` keeps every draw.
+
+        Examples
+        --------
+        >>> draws = model.latency_draws(100)  # doctest: +SKIP
+        >>> rng = np.random.default_rng(0)
+        >>> draws.sample(group=[0, 0, 1], draw=[0, 1, 2], rng=rng)  # doctest: +SKIP
+        """
+        loc, shape = self._params()
+        loc = loc.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+        shape = shape.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+        keep = _evenly_spaced(loc.shape[0], n_draws)
+        return ParametricDraws(self._family, loc[keep], shape[keep], self.groups)
+
     def means(self) -> xr.DataArray:
         """Posterior draws of the mean latency (ms) per group, dims (chain, draw, group)."""
         loc, shape = self._params()
@@ -888,6 +908,15 @@ def _mixture_quantiles(family: Family, loc, shape, weights, qs, iterations: int 
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     return np.exp(0.5 * (lo + hi))
+
+
+def _evenly_spaced(n: int, keep: int | None) -> np.ndarray:
+    """Positions of ``keep`` evenly spaced items out of ``n`` (all of them for ``None``)."""
+    if keep is None or keep >= n:
+        return np.arange(n)
+    if keep < 1:
+        raise ValueError(f"the number of draws must be at least 1, got {keep}")
+    return np.unique(np.linspace(0, n - 1, keep).round().astype(np.int64))
 
 
 def _json(d: dict[str, Any]) -> str:
