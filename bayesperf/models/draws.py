@@ -83,3 +83,13 @@ class ParametricDraws(LatencyDraws):
         d, g = np.asarray(draw), np.asarray(group)
         u = np.asarray(u, dtype=np.float64)
         return self.family.quantile(u, self.loc[d, g], self.shape[d, g])
+
+    def mean(self, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
+        """Mean latency (ms) of group ``group`` in posterior draw ``draw``."""
+        d, g = np.asarray(draw), np.asarray(group)
+        return self.family.mean(self.loc[d, g], self.shape[d, g])
+
+    def subset(self, draws: ArrayLike) -> ParametricDraws:
+        """The same distributions for the draws at positions ``draws`` only."""
+        keep = np.asarray(draws)
+        return ParametricDraws(self.family, self.loc[keep], self.shape[keep], self.groups)
