@@ -59,6 +59,7 @@ from bayesperf.models.nonparametric import (
     SpacingDraws,
     SpacingStructure,
     TailPriors,
+    exact_loo,
     fit_summary_draws,
 )
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
@@ -454,14 +455,14 @@ class LatencyModel(SummaryFit):
             "lower_tail_index": per_group(1 / tails["lower_rate"]),
         }
         for side in ("upper", "lower"):
-            if pooled:  # the population of tail rates: typical index and concentration
-                post[f"{side}_tail_typical_index"] = (
-                    ("chain", "draw"),
-                    tails[f"{side}_m"].reshape(chains, draws),
-                )
-                post[f"{side}_tail_concentration"] = (
-                    ("chain", "draw"),
-                    tails[f"{side}_a"].reshape(chains, draws),
+            # The population of tail rates: typical index m and concentration a (one
+            # per group when the groups do not share it).
+            for name, key in (("typical_index", "m"), ("concentration", "a")):
+                values = tails[f"{side}_{key}"]
+                post[f"{side}_tail_{name}"] = (
+                    (("chain", "draw"), values.reshape(chains, draws))
+                    if pooled
+                    else per_group(values)
                 )
         posterior = xr.Dataset(
             post,
@@ -829,6 +830,39 @@ class LatencyModel(SummaryFit):
         self.idata["log_likelihood"] = xr.DataTree(xr.Dataset({"latency": np.log(prob)}))
         self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
+
+    def exact_loo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Exact leave-one-span-out values per fitting cell, where the model allows it.
+
+        The nonparametric family is conjugate: :func:`bayesperf.loo` uses these
+        closed forms (:func:`~bayesperf.models.nonparametric.exact_loo`) instead of
+        PSIS, on the same cells as every other family. ``None`` for the parametric
+        families (PSIS applies).
+
+        Returns
+        -------
+        (elpd, lppd, counts) or None
+            Per cell: mean leave-one-out log predictive per span, full-data log
+            predictive, and span count.
+        """
+        if not self.nonparametric:
+            return None
+        fit = _FitData.from_summary(self.fit_summary)
+        cells = pd.DataFrame(
+            {"group": fit.cell_group, "lo": fit.cell_lo, "hi": fit.cell_hi, "count": fit.cell_count}
+        )
+        post = self.idata.posterior
+        hyper = {}
+        for side in ("upper", "lower"):
+            for name, key in (("typical_index", "m"), ("concentration", "a")):
+                da = post[f"{side}_tail_{name}"]
+                hyper[f"{side}_{key}"] = (
+                    _stack(da)
+                    if self.group_dim in da.dims
+                    else (da.stack(sample=("chain", "draw")).to_numpy())
+                )
+        elpd, lppd = exact_loo(self.fit_summary, self.priors, hyper, cells)
+        return elpd, lppd, fit.cell_count.astype(np.float64)
 
     @classmethod
     def _from_idata(cls, idata: xr.DataTree, config: dict[str, Any]) -> LatencyModel:

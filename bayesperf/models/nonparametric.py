@@ -6,11 +6,14 @@ group's own histogram where it has spans, and falls back on what the groups shar
 it has none: beyond its smallest and largest span.
 
 Model, for one group of ``n`` spans on the summary's log bins
-    *Body.* The spans' spacings get Dirichlet weights (Hill's A(n), made Bayesian as
-    Banks' smoothed Bayesian bootstrap): a run of adjacent occupied bins holding ``c``
-    spans has weight parameter ``c - 1`` (its first span owns the spacing before it), an
-    empty gap between two runs parameter 1, spread uniformly in log-latency. Within a
-    run, mass follows the bin counts, uniformly in log inside each bin.
+    *Body.* Hill's A(n), made Bayesian as Banks' smoothed Bayesian bootstrap: each of
+    the ``n - 1`` spacings between consecutive spans gets a Dirichlet weight of
+    parameter 1, spread evenly in log-latency between them (two spans in one bin are
+    one bin apart at most: their spacing stays in the bin; a spacing across empty bins
+    is shared by the two bins' halves and the gap between, by length). Weights are
+    drawn per cell (a run of adjacent occupied bins cut at :data:`MAX_CELL_WIDTH_SD`,
+    or a gap) and spread over its bins by their expected share, uniformly in log inside
+    each bin.
 
     *Tails.* Below the smallest and above the largest span lies one spacing each,
     parameter 1, so a new span exceeds the largest of ``n`` with probability
@@ -35,8 +38,9 @@ Examples
 >>> from bayesperf.summaries import summarize_latency
 >>> spans = pd.DataFrame({"caller": "a", "callee": "b", "latency": [1.0, 2.0, 3.0, 8.0]})
 >>> structure = SpacingStructure.from_summary(summarize_latency(spans))
->>> structure.params(0).tolist()  # run 1 (1 span), gap, run 2, gap, run 3, gap, run 4
-[0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+>>> cells = structure.params(0)  # four bins and the three gaps between them
+>>> len(cells), round(float(cells.sum()), 9)  # the n - 1 = 3 spacings
+(7, 3.0)
 """
 
 from __future__ import annotations
@@ -262,30 +266,37 @@ class _GroupLayout:
     ) -> _GroupLayout:
         """The layout of one group's bin ``counts`` (see the module docstring)."""
         occupied = np.flatnonzero(counts)
-        runs = np.split(occupied, np.flatnonzero(np.diff(occupied) > 1) + 1)
-        param, gap, n_sub, lo, hi, mass = [], [], [], [], [], []
+        param = _bin_params(counts, occupied, below_resolution)
+        gap_after = np.zeros(len(occupied))
+        if len(occupied) > 1:  # each spacing between distinct bins: weight 1, even in log
+            empty = np.diff(occupied) - 1.0
+            reach = empty + 1.0  # bin-midpoint to bin-midpoint, in bin widths
+            param[:-1] += 0.5 / reach
+            param[1:] += 0.5 / reach
+            gap_after[:-1] = empty / reach
+        runs = np.split(np.arange(len(occupied)), np.flatnonzero(np.diff(occupied) > 1) + 1)
+        cells, gap, n_sub, lo, hi, mass = [], [], [], [], [], []
         for r, run in enumerate(runs):
-            if r > 0:  # the empty gap between the previous run and this one
-                param.append(1.0)
+            if r > 0:  # the empty bins between the previous run and this one
+                prev = occupied[runs[r - 1][-1]]
+                cells.append(gap_after[runs[r - 1][-1]])
                 gap.append(True)
                 n_sub.append(1)
-                lo.append(edges[runs[r - 1][-1] + 1 : runs[r - 1][-1] + 2])
-                hi.append(edges[run[0] : run[0] + 1])
+                lo.append(edges[prev + 1 : prev + 2])
+                hi.append(edges[occupied[run[0]] : occupied[run[0]] + 1])
                 mass.append(np.ones(1))
             for start in range(0, len(run), per_cell):
                 chunk = run[start : start + per_cell]
-                c = counts[chunk].astype(np.float64)
-                # A run's first span owns the spacing before it (a gap, or the lower
-                # tail), except at the clock resolution, below which nothing lies.
-                owns = start == 0 and not (r == 0 and below_resolution)
-                param.append(c.sum() - (1.0 if owns else 0.0))
+                bins = occupied[chunk]
+                p = param[chunk]
+                cells.append(p.sum())
                 gap.append(False)
                 n_sub.append(len(chunk))
-                lo.append(np.maximum(edges[chunk], low))
-                hi.append(np.minimum(edges[chunk + 1], high))
-                mass.append(c / c.sum())
+                lo.append(np.maximum(edges[bins], low))
+                hi.append(np.minimum(edges[bins + 1], high))
+                mass.append(p / p.sum())
         return cls(
-            param=np.asarray(param),
+            param=np.asarray(cells),
             gap=np.asarray(gap, dtype=bool),
             n_sub=np.asarray(n_sub, dtype=np.int64),
             lo=np.concatenate(lo),
@@ -319,6 +330,18 @@ class _GroupLayout:
                 t_lo = np.maximum(np.log(self.low / np.maximum(x, 1e-300)), 0.0)
             below = np.where(x < self.low, _lomax_survival(t_lo, k_lo, s_lo, *lower), 1.0)
         return (below + body + up) / total
+
+
+def _bin_params(counts: np.ndarray, occupied: np.ndarray, below_resolution: bool) -> np.ndarray:
+    """Each occupied bin's own Dirichlet weight: its spans' zero-length spacings.
+
+    ``c - 1`` per bin; the underflow bin also takes the lower tail's weight, since
+    nothing lies below the clock resolution.
+    """
+    param = counts[occupied].astype(np.float64) - 1.0
+    if below_resolution:
+        param[0] += 1.0
+    return param
 
 
 def _lomax_survival(t: np.ndarray, k: int, spacing_sum: float, a: np.ndarray, m: np.ndarray):
@@ -752,3 +775,139 @@ def fit_summary_draws(
         "lower_a": lo_a,
         "lower_m": lo_m,
     }
+
+
+# ------------------------------------------------------------------------ exact LOO
+def exact_loo(
+    summary: LatencySummary,
+    priors: TailPriors,
+    hyper: dict[str, np.ndarray],
+    cells: pd.DataFrame,
+    *,
+    max_draws: int = 400,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact leave-one-span-out log predictive probability of each cell, per span.
+
+    The model is conjugate, so leaving a span out is closed form: the predictive
+    probability of the span's cell is the expected posterior measure of that cell
+    given the other spans. A span in a bin with others, away from the tails, only
+    lowers its chunk's Dirichlet parameter and count by one; a span alone in its bin or
+    among the tail spans changes the layout (gaps merge, anchors and tail statistics
+    move), and the group is rebuilt without it. A group of one span left out has no
+    data: its span is predicted by the other groups' count-weighted mixture.
+
+    Parameters
+    ----------
+    summary : LatencySummary
+    priors : TailPriors
+    hyper : dict
+        Posterior draws of the tail populations: ``upper_a``, ``upper_m``,
+        ``lower_a``, ``lower_m``, each (draws,) or (draws, groups).
+    cells : pandas.DataFrame
+        The cells scored: ``group``, ``lo``, ``hi``, ``count`` (unions of the summary's
+        bins within one group, as the latency models' fitting cells are).
+    max_draws : int
+        Hyper-draws averaged over in the tails' expected shapes.
+
+    Returns
+    -------
+    (elpd, lppd) : ndarrays, one value per cell
+        The mean leave-one-out log predictive of the cell's spans, and the log of the
+        full-data predictive probability of the cell.
+    """
+    edges = summary.edges
+    group, lo, hi = cells["group"].to_numpy(), cells["lo"].to_numpy(), cells["hi"].to_numpy()
+    elpd = np.zeros(len(cells))
+    lppd = np.zeros(len(cells))
+    layouts, hypers = [], []
+    for g in range(summary.n_groups):
+        settings = _settings(summary, g)
+        layouts.append(
+            (settings, _GroupLayout.build(summary.bin_counts[g], edges, *settings, priors.spacings))
+        )
+        hypers.append(tuple(_hyper_of(hyper, side, g, max_draws) for side in ("upper", "lower")))
+    weights = summary.count / summary.count.sum()
+    for g in range(summary.n_groups):
+        settings, layout = layouts[g]
+        rows = np.flatnonzero(group == g)
+        if rows.size == 0:
+            continue
+        mass = _cell_mass(layout, lo[rows], hi[rows], *hypers[g])
+        lppd[rows] = np.log(np.maximum(mass, 1e-300))
+        counts = summary.bin_counts[g]
+        if counts.sum() == 1:  # nothing left: the other groups predict it
+            others = [h for h in range(summary.n_groups) if h != g]
+            mix = sum(
+                weights[h] * _cell_mass(layouts[h][1], lo[rows], hi[rows], *hypers[h])
+                for h in others
+            )
+            total = sum(weights[h] for h in others)
+            elpd[rows] = np.log(np.maximum(mix / total, 1e-300)) if others else np.log(1e-300)
+            continue
+        elpd[rows] = _loo_group(
+            counts, edges, settings, layout, lo[rows], hi[rows], hypers[g], priors
+        )
+    return elpd, lppd
+
+
+def _hyper_of(hyper: dict[str, np.ndarray], side: str, g: int, max_draws: int):
+    a, m = hyper[f"{side}_a"], hyper[f"{side}_m"]
+    if a.ndim == 2:
+        a, m = a[:, g], m[:, g]
+    step = max(1, len(a) // max_draws)
+    return a[::step], m[::step]
+
+
+def _cell_mass(layout: _GroupLayout, lo: np.ndarray, hi: np.ndarray, upper, lower) -> np.ndarray:
+    both = layout.expected_cdf(np.concatenate([lo, hi]), upper, lower)
+    return both[len(lo) :] - both[: len(lo)]
+
+
+def _loo_group(counts, edges, settings, layout, lo, hi, hyper, priors) -> np.ndarray:
+    """Mean leave-one-out log probability of each of one group's cells (see exact_loo)."""
+    low, high, per_cell, below = settings
+    occupied = np.flatnonzero(counts)
+    cell_of_bin = np.searchsorted(lo, edges[occupied], side="right") - 1
+    total = layout.param.sum() + 1.0 + (1.0 if layout.lower_tail else 0.0)
+    mass = _cell_mass(layout, lo, hi, *hyper) * total  # unnormalised, in parameter units
+    # Which chunk each occupied bin is in, its parameter and span count.
+    chunk = np.repeat(np.flatnonzero(~layout.gap), layout.n_sub[~layout.gap])
+    chunk_param = layout.param[chunk]
+    sub_counts = counts[occupied].astype(np.float64)
+    chunk_total = np.bincount(chunk, sub_counts, minlength=len(layout.param))[chunk]
+    # Spans of the bin's chunk inside the bin's cell.
+    pair = np.unique(chunk * (len(lo) + 1) + cell_of_bin, return_inverse=True)[1]
+    in_cell = np.bincount(pair, sub_counts)[pair]
+    # Order statistics the tail spacings use: rebuilding is exact there.
+    n = counts.sum()
+    rank_top = n - np.cumsum(counts[occupied]) + counts[occupied]  # spans at or above
+    rank_bottom = np.cumsum(counts[occupied])
+    extreme = (rank_top - counts[occupied] < priors.spacings + 1) | (
+        rank_bottom - counts[occupied] < priors.spacings + 1
+    )
+    simple = (counts[occupied] >= 2) & (chunk_total >= 2) & ~extreme
+    out = np.zeros(len(lo))
+    # Fast path: the chunk keeps its place; its parameter and count drop by one.
+    cb = cell_of_bin[simple]
+    before = chunk_param[simple] * in_cell[simple] / chunk_total[simple]
+    after = (chunk_param[simple] - 1) * (in_cell[simple] - 1) / (chunk_total[simple] - 1)
+    p = (mass[cb] - before + after) / (total - 1)
+    np.add.at(out, cb, counts[occupied][simple] * np.log(np.maximum(p, 1e-300)))
+    for j in np.flatnonzero(~simple):
+        b = occupied[j]
+        reduced = counts.copy()
+        reduced[b] -= 1
+        rest = np.flatnonzero(reduced)
+        new_low = low if reduced[occupied[0]] else float(edges[rest[0]])
+        new_high = high if reduced[occupied[-1]] else float(min(edges[rest[-1] + 1], high))
+        new_below = below and reduced[0] > 0
+        if below and not new_below:
+            new_low = float(edges[rest[0]])
+        smaller = _GroupLayout.build(
+            reduced, edges, new_low, new_high, per_cell, new_below, priors.spacings
+        )
+        c = cell_of_bin[j]
+        q = _cell_mass(smaller, lo[c : c + 1], hi[c : c + 1], *hyper)[0]
+        out[c] += counts[b] * np.log(max(q, 1e-300))
+    cell_count = np.bincount(cell_of_bin, counts[occupied], minlength=len(lo))
+    return out / np.maximum(cell_count, 1)
