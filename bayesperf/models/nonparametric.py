@@ -67,6 +67,9 @@ TAIL_ATOMS = 16
 #: over its bins by their counts (Dirichlet aggregation is exact; only the randomness
 #: inside one cell is averaged).
 MAX_CELL_WIDTH_SD = 0.05
+#: Upper tails stop here (1 h, the top of the default bin grid, or the largest span if
+#: above): the tail mass a Pareto law puts beyond it sits at it.
+LATENCY_CEILING_MS = 3.6e6
 #: Grid points on which the mixture of all groups is inverted (the ``(all)`` row).
 MIXTURE_GRID = 1024
 #: Spacings closer than the bins can tell (same bin) count as a third of a bin width.
@@ -294,7 +297,8 @@ class _GroupLayout:
                 n_sub.append(len(chunk))
                 lo.append(np.maximum(edges[bins], low))
                 hi.append(np.minimum(edges[bins + 1], high))
-                mass.append(p / p.sum())
+                # A lone span (n = 1) has no spacing: its cell weighs 0, spread evenly.
+                mass.append(p / p.sum() if p.sum() > 0 else np.full(len(p), 1 / len(p)))
         return cls(
             param=np.asarray(cells),
             gap=np.asarray(gap, dtype=bool),
@@ -323,7 +327,8 @@ class _GroupLayout:
         k_up, s_up, k_lo, s_lo = self.tails
         with np.errstate(divide="ignore"):
             t_up = np.maximum(np.log(np.maximum(x, 1e-300) / self.high), 0.0)
-        up = np.where(x > self.high, 1.0 - _lomax_survival(t_up, k_up, s_up, *upper), 0.0)
+        beyond = _lomax_survival(t_up, k_up, s_up, *upper)
+        up = np.where(x > self.high, np.where(x >= _ceiling(self.high), 1.0, 1.0 - beyond), 0.0)
         below = 0.0
         if self.lower_tail:
             with np.errstate(divide="ignore"):
@@ -550,9 +555,8 @@ class SpacingDraws(LatencyDraws):
         )
         cum /= cum[:, -1:]
         with np.errstate(over="ignore"):
-            atom_loc = np.concatenate(
-                [st.low[g] * np.exp(-lower_e), st.high[g] * np.exp(upper_e)], axis=1
-            )
+            upper_loc = np.minimum(st.high[g] * np.exp(upper_e), _ceiling(st.high[g]))
+        atom_loc = np.concatenate([st.low[g] * np.exp(-lower_e), upper_loc], axis=1)
         out = _GroupDraws(cum, atom_loc, len(params))
         held = sum(x.cum.nbytes + x.atom_loc.nbytes for x in self._cache.values())
         if held + cum.nbytes > self._cache_bytes:
@@ -716,6 +720,10 @@ class SpacingDraws(LatencyDraws):
             padded = np.concatenate([base[:, None], cum_w], axis=1)
             out[:, where] = np.take_along_axis(padded, count, axis=1)
         return np.clip(out, 0.0, 1.0)
+
+
+def _ceiling(high: float) -> float:
+    return max(LATENCY_CEILING_MS, float(high))
 
 
 def _stick_breaking(rng: np.random.Generator, d: int, rate: np.ndarray):
