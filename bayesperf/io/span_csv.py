@@ -30,6 +30,8 @@ from bayesperf.io._table import RawSpans, as_float
 from bayesperf.io.registry import TraceFormat, register, suffixes
 
 END_TIME = "end_time"
+#: Largest int64.
+INT64_MAX = 2**63 - 1
 
 #: Milliseconds per unit.
 UNITS_MS: dict[str, float] = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -208,10 +210,18 @@ def _canonical(table: pd.DataFrame, layout: SpanCsvLayout, name: str, locate) ->
 
 
 def _to_ns(col: pd.Series, layout: SpanCsvLayout, name: str, locate) -> pd.Series:
-    """Integer times in ``time_unit`` to int64 ns (exact: float64 ns loses ~256 ns)."""
+    """Times in ``time_unit`` to nanoseconds; missing cells stay missing.
+
+    Integer columns stay integers (nullable ``Int64``: exact, where float64 ns loses
+    ~256 ns) unless a value would overflow int64 ns; then the column is float and the
+    table builder flags the times it cannot hold.
+    """
+    factor = UNITS_NS[layout.time_unit]
     if pd.api.types.is_integer_dtype(col):
-        return col.astype("int64") * UNITS_NS[layout.time_unit]
-    return as_float(col, col.name, name, locate) * UNITS_NS[layout.time_unit]
+        ints = col.astype("Int64")
+        if not (ints.abs() > INT64_MAX // factor).any():
+            return ints * factor
+    return as_float(col, col.name, name, locate) * factor
 
 
 def _matching_preset(path: Path) -> str | None:
