@@ -106,7 +106,26 @@ def read_csv(
             where=where,
             expected="a well-formed CSV file",
         ) from exc
+    binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+    if binary:  # pyarrow keeps text that is not UTF-8 as bytes
+        raise TraceFormatError(
+            f"column(s) {binary} hold text that is not UTF-8",
+            source=path,
+            where=_first_line_not_utf8(path),
+            expected="a UTF-8 encoded CSV file",
+        )
     return table.to_pandas(types_mapper=_TYPES)
+
+
+def _first_line_not_utf8(path: Path) -> str | None:
+    """The first line that does not decode as UTF-8, if the file can be scanned."""
+    with open_binary(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return f"line {number}"
+    return None
 
 
 def _bad_line(path: Path, n_fields: int) -> str | None:

@@ -734,19 +734,16 @@ def micros_start_ns(value: Any, path: _Source, where: str) -> int | None:
     micros = number(value, path, where, expected="microseconds as a number")
     if micros is None:
         return None
-    if isinstance(micros, float):
-        if not math.isfinite(micros):
-            raise TraceFormatError(
-                f"{micros!r} is not a time", source=path, where=where, expected="Unix microseconds"
-            )
-        ns = round(micros * 1000)
-    else:
-        ns = micros * 1000
+    if isinstance(micros, float) and not math.isfinite(micros):
+        raise TraceFormatError(
+            f"{micros!r} is not a time", source=path, where=where, expected="Unix microseconds"
+        )
+    ns = micros * 1000
     if not -INT64_MAX <= ns <= INT64_MAX:
         raise TraceFormatError(
             f"{micros!r} is out of range", source=path, where=where, expected="Unix microseconds"
         )
-    return ns
+    return round(ns)
 
 
 def micros_latency_ms(value: Any, path: _Source, where: str) -> float:

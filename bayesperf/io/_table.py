@@ -96,6 +96,27 @@ def coerce(raw: RawSpans) -> pd.DataFrame:
     return out
 
 
+def to_ns(
+    col: pd.Series, factor: int, name: str, source: str, locate: Callable[[int], str]
+) -> pd.Series:
+    """Times counted in units of ``factor`` ns, as nanoseconds; missing cells stay missing.
+
+    Integer columns stay integers (nullable ``Int64``: exact, where float64 ns loses
+    ~256 ns) unless a value would overflow int64 ns; then the column is float and
+    :func:`build_span_table` flags the times it cannot hold.
+
+    Examples
+    --------
+    >>> to_ns(pd.Series([1, None], dtype="Int64"), 1_000, "ts", "t.csv", str).tolist()
+    [1000, <NA>]
+    """
+    if pd.api.types.is_integer_dtype(col):
+        ints = col.astype("Int64")
+        if not (ints.abs() > _INT64_MAX // factor).any():
+            return ints * factor
+    return as_float(col, name, source, locate) * factor
+
+
 def _as_str(col: pd.Series) -> pd.Series:
     values = col.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else col
     out = pd.Series(values, index=col.index).astype("str")
@@ -144,6 +165,7 @@ def as_float(col: pd.Series, name: str, source: str, locate: Callable[[int], str
 
 #: Float nanoseconds at or beyond this magnitude do not fit int64 (nor datetime64[ns]).
 _NS_LIMIT = 2.0**63
+_INT64_MAX = 2**63 - 1
 
 
 def _as_time(col: pd.Series, raw: RawSpans) -> tuple[pd.Series, np.ndarray]:
@@ -158,7 +180,9 @@ def _as_time(col: pd.Series, raw: RawSpans) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_datetime64_dtype(col.dtype):
         return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME]), none
     if pd.api.types.is_integer_dtype(col):
-        return pd.to_datetime(col, unit="ns", utc=True), none
+        too_big = np.asarray((col > _INT64_MAX).fillna(False), dtype=bool)  # unsigned ints
+        ints = col.where(~too_big).astype("Int64") if too_big.any() else col
+        return pd.to_datetime(ints, unit="ns", utc=True), too_big
     values = as_float(col, S.START_TIME, raw.source, raw.locate).to_numpy(dtype="float64")
     out_of_range = ~(np.abs(values) < _NS_LIMIT) & ~np.isnan(values)
     rounded = np.round(np.where(out_of_range | np.isnan(values), 0.0, values)).astype(np.int64)

@@ -26,12 +26,10 @@ import pandas as pd
 from bayesperf import schema as S
 from bayesperf.errors import TraceFormatError
 from bayesperf.io._csv import header, read_csv, row_locator
-from bayesperf.io._table import RawSpans, as_float
+from bayesperf.io._table import RawSpans, as_float, to_ns
 from bayesperf.io.registry import TraceFormat, register, suffixes
 
 END_TIME = "end_time"
-#: Largest int64.
-INT64_MAX = 2**63 - 1
 
 #: Milliseconds per unit.
 UNITS_MS: dict[str, float] = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -210,18 +208,8 @@ def _canonical(table: pd.DataFrame, layout: SpanCsvLayout, name: str, locate) ->
 
 
 def _to_ns(col: pd.Series, layout: SpanCsvLayout, name: str, locate) -> pd.Series:
-    """Times in ``time_unit`` to nanoseconds; missing cells stay missing.
-
-    Integer columns stay integers (nullable ``Int64``: exact, where float64 ns loses
-    ~256 ns) unless a value would overflow int64 ns; then the column is float and the
-    table builder flags the times it cannot hold.
-    """
-    factor = UNITS_NS[layout.time_unit]
-    if pd.api.types.is_integer_dtype(col):
-        ints = col.astype("Int64")
-        if not (ints.abs() > INT64_MAX // factor).any():
-            return ints * factor
-    return as_float(col, col.name, name, locate) * factor
+    """Times in ``time_unit`` to nanoseconds (see :func:`~bayesperf.io._table.to_ns`)."""
+    return to_ns(col, UNITS_NS[layout.time_unit], str(col.name), name, locate)
 
 
 def _matching_preset(path: Path) -> str | None:

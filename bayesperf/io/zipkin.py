@@ -163,7 +163,7 @@ def _from_v1(span: dict[str, Any], path: Path, where: str) -> list[dict[str, Any
     annotations = _v1_list(span, "annotations", path, where)
     for i, annotation in enumerate(annotations):
         value = annotation.get("value")
-        if value in _V1_CORE and value not in core:
+        if isinstance(value, str) and value in _V1_CORE and value not in core:
             time = number(
                 annotation.get("timestamp"),
                 path,
