@@ -99,7 +99,7 @@ def read_csv(
         # .gz by the extension.
         table = pacsv.read_csv(str(path), convert_options=options)
     except Exception as exc:  # pyarrow raises ArrowInvalid, gzip raises EOFError, ...
-        where = _bad_line(path, len(names))
+        where = _bad_line(path, len(names)) or _first_line_not_utf8(path)
         raise TraceFormatError(
             f"cannot parse CSV: {exc}".strip(),
             source=path,
@@ -119,12 +119,15 @@ def read_csv(
 
 def _first_line_not_utf8(path: Path) -> str | None:
     """The first line that does not decode as UTF-8, if the file can be scanned."""
-    with open_binary(path) as fh:
-        for number, line in enumerate(fh, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return f"line {number}"
+    try:
+        with open_binary(path) as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return f"line {number}"
+    except Exception:  # a truncated or broken gzip: the parse error says enough
+        return None
     return None
 
 

@@ -497,24 +497,8 @@ def _span_encoding(span: Any) -> str | None:
 def wrong_document(path: _Source, where: str, doc: Any, expected: str) -> TraceFormatError:
     """Return the error for a document that is not in the reader's format.
 
-    Names the encoding found (:func:`json_encoding`) when it is recognisable, else the
-    value's type and a preview, as :func:`shape_error` does.
-
-    Parameters
-    ----------
-    path : str or path
-        The file being read.
-    where : str
-        JSON path of the value.
-    doc : Any
-        The value found.
-    expected : str
-        What should have been there.
-
-    Returns
-    -------
-    TraceFormatError
-        For the caller to raise.
+    Takes what :func:`shape_error` takes, and names the encoding found
+    (:func:`json_encoding`) when it is recognisable, else the value's type and preview.
 
     Examples
     --------

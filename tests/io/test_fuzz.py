@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -63,6 +64,11 @@ ODD_CELLS = [
     "", "null", "None", "NaN", "-1", "-0", "1e30", "1e400", "9" * 40, "-" + "9" * 25,
     "[1, 2]", '{"a": 1}', "abc", "inf", "-inf", "0x1F", "１２", "true", "1.5", " 7 ",
 ]  # fmt: skip
+#: Problems of a whole file, which have no row, line or JSON path to name.
+WHOLE_FILE = re.compile(
+    r"file is empty|cannot read Parquet|no span records|none of the \d+ span records"
+    r"|could not recognise|cannot parse CSV: CSV parse error: Empty CSV"
+)
 #: Whole documents of the wrong shape.
 WRONG_SHAPES = [[], {}, "x", 3, None, [1, 2], {"data": 3}, [[]], [{}], {"resourceSpans": {}}]
 
@@ -75,6 +81,8 @@ def check_outcome(path: Path, fmt: str) -> None:
             spans = bayesperf.read_traces(path, format=fmt)
         except TraceFormatError as err:
             assert path.name in str(err), err
+            # Where the problem sits in the file is named, unless it is the whole file.
+            assert err.where is not None or WHOLE_FILE.search(err.problem), err
             return
     report = spans.attrs["read_report"]
     report.check()
