@@ -184,7 +184,7 @@ def _resource_spans(doc: Any, path: Path, prefix: str) -> tuple[str, Any]:
             return f"{prefix}batches", doc["batches"]
         for key in OTLP_WRAPPERS:
             inner = doc.get(key)
-            if isinstance(inner, dict) and set(inner) <= {"resourceSpans"}:
+            if isinstance(inner, dict) and ("resourceSpans" in inner or not inner):
                 # An empty trace is {} (proto3 JSON omits empty lists).
                 return f"{prefix}{key}.resourceSpans", inner.get("resourceSpans", [])
         error = doc.get("error")
