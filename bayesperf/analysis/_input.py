@@ -26,7 +26,8 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
 
     A path is read with :func:`bayesperf.read_traces`. A table without ``caller`` /
     ``callee`` but with ``service`` (and ``span_id`` / ``parent_id`` links) is completed
-    the way the canonical CSV reader does it.
+    the way the canonical CSV reader does it; so is a start-time column under another
+    common name (``timestamp``, ``startTime``, ``ts``, ...), which becomes ``start_time``.
 
     Examples
     --------
@@ -50,6 +51,11 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
         )
     if len(traces) == 0:
         raise ValueError(f"{what} hold no spans: nothing to analyse")
+    if S.START_TIME not in traces.columns:
+        from bayesperf.io.canonical_csv import with_start_time
+
+        # ``timestamp``, ``startTime``, ``ts``, ... (schema.START_TIME_ALIASES)
+        traces = with_start_time(traces, what, lambda i: f"row {i}")
     needs_pairs = {S.CALLER, S.CALLEE} & set(required)
     if needs_pairs and not needs_pairs <= set(traces.columns) and S.SERVICE in traces.columns:
         from bayesperf.io import read_traces
