@@ -37,8 +37,8 @@ def otlp_counts(doc) -> tuple[int, set[str]]:
 OTLP_RESPONSES = {
     "jaeger-v2/GetTrace.json": (1, {"myservice"}),
     "jaeger-v2/v3-trace-local-2.21.0.json": (3, {"lfx-wire-probe"}),
-    "tempo/api-traces.json": (1, {"my.service"}),
-    "tempo/api-v2-traces.json": (1, {"my.service"}),
+    "tempo/api-traces.json": (2, {"frontend", "cartservice"}),
+    "tempo/api-v2-traces.json": (2, {"frontend", "cartservice"}),
 }
 
 
@@ -75,14 +75,15 @@ def test_jaeger_snapshot_with_a_time_past_2262_keeps_the_span():
 
 
 def test_tempo_base64_ids_become_hex():
-    """Both Tempo shapes carry the same span, with base64 ids (as Tempo writes them)."""
+    """Both Tempo shapes carry the same two spans, with base64 ids (as Tempo writes them)."""
     old = bayesperf.read_traces(FIXTURES / "tempo" / "api-traces.json")
     new = bayesperf.read_traces(FIXTURES / "tempo" / "api-v2-traces.json")
     pd.testing.assert_frame_equal(old, new)
-    # The ids pushed in Tempo's guide, in hex.
-    assert old["trace_id"].iloc[0] == "5b8efff798038103d269b633813fc700"
-    assert old["span_id"].iloc[0] == "eee19b7ec3c1b100"
-    assert old["latency"].iloc[0] == (1689970000000000000 - 1689969302000000000) / 1e6
+    assert set(old["trace_id"]) == {"4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert old["span_id"].tolist() == ["00f067aa0ba902b7", "53995c3f42cd8ad8"]
+    assert old["caller"].astype(object).fillna("-").tolist() == ["-", "frontend"]
+    assert old["latency"].tolist() == [12.5, 7.0]
+    assert old["error"].tolist() == [False, True]
 
 
 def test_streamed_jaeger_v2_chunks_and_empty_and_error_responses(tmp_path):
