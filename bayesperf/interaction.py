@@ -35,7 +35,7 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.analysis._input import Traces, find_group, span_table, summary_digest
-from bayesperf.models.latency import OVERALL, LatencyModel
+from bayesperf.models.latency import NONPARAMETRIC, OVERALL, LatencyModel
 from bayesperf.models.mixture import MixtureModel
 from bayesperf.models.transitions import UNSEEN, TransitionModel
 from bayesperf.summaries.latency import summarize_latency
@@ -54,8 +54,8 @@ class MicroserviceInteractionModel:
 
     Parameters
     ----------
-    family : {"lognormal", "gamma", "weibull"}, default "lognormal"
-        Latency family of the hierarchical pair model.
+    family : {"nonparametric", "lognormal", "gamma", "weibull"}, default "nonparametric"
+        Latency family of the pair model (:class:`~bayesperf.models.LatencyModel`).
     ci_prob : float, default 0.9
         Mass of the equal-tailed credible intervals added to every result.
     transition_mode : {"sequence", "calls"}, default "sequence"
@@ -80,7 +80,7 @@ class MicroserviceInteractionModel:
 
     def __init__(
         self,
-        family: str = "lognormal",
+        family: str = NONPARAMETRIC,
         *,
         ci_prob: float = 0.9,
         transition_mode: str = "sequence",

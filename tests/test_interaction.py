@@ -53,7 +53,7 @@ def fitted(spans):
 
 def test_latency_keys_intervals_and_pairs(fitted, spans):
     overall = fitted.fit_latency_distribution(spans)
-    assert overall["distribution"] == "lognormal"
+    assert overall["distribution"] == "nonparametric"  # the default latency family
     assert overall["n"] == len(spans)
     for key in ("mean", "median", "p95", "p99"):
         assert overall[f"{key}_lower"] <= overall[key] <= overall[f"{key}_upper"]
@@ -174,7 +174,7 @@ def run_seed(csv: Path, tmp_path: Path) -> tuple[str, dict, list]:
 
 def check_seed_output(printed: str, namespace: dict, n_spans: int) -> None:
     assert f"Loaded {n_spans} trace records" in printed
-    for line in ("Distribution: lognormal", "P99:", "Number of states:"):
+    for line in ("Distribution: nonparametric", "P99:", "Number of states:"):
         assert line in printed
     assert printed.count("Path ") == 3
     assert "Performance Hotspots:" in printed

@@ -144,22 +144,6 @@ def find_group(model: LatencyModel, key: str | Sequence[str | None]) -> int:
     return int(groups.get_loc(label))
 
 
-def stacked_params(
-    model: LatencyModel, max_draws: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior (location, shape) draws as arrays of shape (groups, samples).
-
-    At most ``max_draws`` evenly spaced samples are kept (deterministic thinning).
-    """
-    post = model.idata.posterior
-    loc = post["location"].stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-    shape = post["shape"].stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-    if max_draws is not None and loc.shape[-1] > max_draws:
-        keep = np.linspace(0, loc.shape[-1] - 1, max_draws).astype(np.int64)
-        loc, shape = loc[:, keep], shape[:, keep]
-    return loc, shape
-
-
 def stacked(da) -> np.ndarray:
     """A (chain, draw, group[, ...]) DataArray as (group[, ...], samples)."""
     return da.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()

@@ -62,6 +62,20 @@ class LatencyDraws(ABC):
     def subset(self, draws: ArrayLike) -> LatencyDraws:
         """The same distributions for the draws at positions ``draws`` only."""
 
+    def tail_beyond(self, group: int, anchor: float, x: np.ndarray, *, lower: bool = False):
+        """P(Y ≥ x | Y ≥ anchor) for the group's posterior predictive (``≤`` when lower).
+
+        The model's extrapolation of a tail past ``anchor`` (for ``x`` beyond it). By
+        default the ratio of predictive tail probabilities.
+        """
+        every = np.arange(self.n_draws)[None, :]
+        points = np.concatenate([np.atleast_1d(x), [anchor]])[:, None]
+        cdf = self.cdf(points, group, every).mean(axis=-1)
+        tail = cdf if lower else 1.0 - cdf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = tail[:-1] / tail[-1]
+        return np.clip(np.where(tail[-1] > 0, ratio, 0.0), 0.0, 1.0)
+
     def mixture_quantiles(
         self, weights: np.ndarray, qs: np.ndarray, iterations: int = 50
     ) -> np.ndarray:

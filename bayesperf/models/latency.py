@@ -64,6 +64,8 @@ from bayesperf.models.nonparametric import (
 )
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
+#: Every latency family, the default first.
+FAMILIES: tuple[str, ...] = (NONPARAMETRIC, "lognormal", "gamma", "weibull")
 Pooling = Literal["partial", "none", "complete"]
 Likelihood = Literal["auto", "binned"]
 POOLINGS: tuple[Pooling, ...] = ("partial", "none", "complete")
@@ -328,7 +330,9 @@ class LatencyModel(SummaryFit):
         priors: dict[str, Any] | LatencyPriors | TailPriors | None = None,
         likelihood: Likelihood = "auto",
     ) -> None:
-        self.family = family if family == NONPARAMETRIC else get_family(family).name
+        if family not in FAMILIES:
+            raise ValueError(f"unknown latency family {family!r}; expected one of {FAMILIES}")
+        self.family = family
         if likelihood not in ("auto", "binned"):
             raise ValueError(f"unknown likelihood {likelihood!r}; expected 'auto' or 'binned'")
         if self.nonparametric and likelihood != "auto":

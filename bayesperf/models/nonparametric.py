@@ -665,6 +665,21 @@ class SpacingDraws(LatencyDraws):
         body = w[:, k : k + n_cells] @ self._cells_of(g).cell_mean
         return body + np.sum(atoms * gd.atom_loc[d], axis=1)
 
+    def tail_beyond(self, group: int, anchor: float, x: np.ndarray, *, lower: bool = False):
+        """P(Y ≥ x | Y ≥ anchor) under the group's Pareto tail (``≤`` when ``lower``).
+
+        The tail law the model puts past its data, ``log(y / anchor) ~ Exponential(λ)``,
+        anchored at ``anchor`` instead of the group's extreme span and averaged over the
+        posterior draws of λ: what the model extrapolates beyond any point of the
+        tail, for example the most extreme span of all *others* when a span is scored
+        against its own group.
+        """
+        rate = (self.lower_rate if lower else self.upper_rate)[self.draw_index, group]
+        with np.errstate(divide="ignore"):
+            excess = np.log(anchor / np.asarray(x)) if lower else np.log(np.asarray(x) / anchor)
+        excess = np.maximum(excess, 0.0)[..., None]
+        return np.exp(-excess * rate).mean(axis=-1)
+
     def mixture_quantiles(self, weights: np.ndarray, qs: np.ndarray) -> np.ndarray:
         """Quantiles of Σ_g w_g F_g in every draw, shape (draws, len(qs)).
 

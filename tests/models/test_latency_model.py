@@ -126,7 +126,9 @@ def test_bad_data():
     with pytest.raises(ValueError, match=r"groups without spans.*'b'"):
         LatencyModel("lognormal", by="service").fit(hist)
     with pytest.raises(ValueError, match="negative"):
-        LatencyModel("lognormal").fit(pd.DataFrame({"caller": ["a"], "callee": ["b"], "latency": [-1.0]}))
+        LatencyModel("lognormal").fit(
+            pd.DataFrame({"caller": ["a"], "callee": ["b"], "latency": [-1.0]})
+        )
 
 
 @quiet
@@ -337,7 +339,9 @@ def test_collapsed_sampler_matches_the_exact_posterior_on_a_grid(censored):
         "shape_mu_sd": 1.0,
     }
     spans = pd.DataFrame({"caller": "a", "callee": "b", "latency": latency})
-    model = LatencyModel("lognormal", pooling="none", priors=priors).fit(spans, random_seed=3, progressbar=False)
+    model = LatencyModel("lognormal", pooling="none", priors=priors).fit(
+        spans, random_seed=3, progressbar=False
+    )
     assert diagnose(model)["ok"].all()
 
     log_y = np.log(latency[latency > 0])
