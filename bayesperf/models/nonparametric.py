@@ -8,9 +8,10 @@ it has none: beyond its smallest and largest span.
 Model, for one group of ``n`` spans on the summary's log bins
     *Body.* Hill's A(n), made Bayesian as Banks' smoothed Bayesian bootstrap: each of
     the ``n - 1`` spacings between consecutive spans gets a Dirichlet weight of
-    parameter 1, spread evenly in log-latency between them (two spans in one bin are
-    one bin apart at most: their spacing stays in the bin; a spacing across empty bins
-    is shared by the two bins' halves and the gap between, by length). Weights are
+    parameter 1, spread evenly in log-latency between them (at the bins' resolution:
+    a spacing between two spans of one bin stays in that bin; one between two occupied
+    bins is shared by the upper half of the lower bin, the empty bins between and the
+    lower half of the upper bin, by length). Weights are
     drawn per cell (a run of adjacent occupied bins cut at :data:`MAX_CELL_WIDTH_SD`,
     or a gap) and spread over its bins by their expected share, uniformly in log inside
     each bin.
@@ -94,8 +95,8 @@ class TailPriors(PriorSpec):
     spacings : int
         Top (and bottom) spans whose log-spacings inform a group's tail rate.
     index_min, index_max : float
-        Range of the typical tail index ``m`` (natural-log units per e-fold of the
-        exceedance probability).
+        Range of the typical tail index ``m``: the mean of ``log(y / max)`` beyond a
+        group's largest span (0.1: a tenth of an e-fold).
     concentration_min, concentration_max : float
         Range of ``a``: small lets groups' tails differ, large pools them.
 
