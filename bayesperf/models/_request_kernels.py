@@ -14,9 +14,12 @@ Three kernels, each over one chunk of requests, called by
     End-to-end latency bottom-up: spans in reverse order, each parent keeping the
     running maximum of its current stage and the sum of its finished stages.
 
-Every kernel seeds numba's generator from its ``seed`` argument first: a chunk gives the
-same numbers in any thread. Self times themselves are *not* drawn here: the uniforms go
-through the latency model's ``ppf`` in NumPy, its only interface.
+Random numbers come from a small counter-based generator (splitmix64) with one stream
+per request, seeded by ``(seed, request)``: a chunk gives the same numbers in any
+thread, and a request's numbers do not depend on the other requests' trees, so a what-if
+that changes one request's calls leaves every other request as it was. Self times
+themselves are *not* drawn here: the uniforms go through the latency model's ``ppf`` in
+NumPy, its only interface.
 """
 
 from __future__ import annotations
@@ -25,6 +28,38 @@ import math
 
 import numpy as np
 from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _stream(seed, request):
+    """The first state of a request's stream."""
+    return _mix(np.uint64(seed) ^ _mix(np.uint64(request) + _GOLDEN))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _uniform(state):
+    """The next state and a uniform in (0, 1)."""
+    state = state + _GOLDEN
+    return state, (float(_mix(state) >> np.uint64(11)) + 0.5) * 2.0**-53
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _normal(state):
+    """The next state and a standard normal (Box-Muller)."""
+    state, u1 = _uniform(state)
+    state, u2 = _uniform(state)
+    return state, math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
 @njit(cache=True, nogil=True)
@@ -67,7 +102,6 @@ def expand(
     node type's row in draw ``d``. Returns ``(type, draw, root, parent, stage, n,
     truncated)``; ``n = -1`` when ``capacity`` was too small (call again, larger).
     """
-    np.random.seed(seed)
     span_type = np.empty(capacity, np.int64)
     span_draw = np.empty(capacity, np.int64)
     span_root = np.empty(capacity, np.int64)
@@ -83,12 +117,14 @@ def expand(
         span_parent[n], span_stage[n], depth[n] = -1, 0, 0
         i, n = n, n + 1
         cut = False
+        state = _stream(seed, r)
         while i < n:
             t, d = span_type[i], span_draw[i]
             lo, hi = row_ptr[t], row_ptr[t + 1]
             e = lo
             if variable[t]:
-                e = _search(cum[d - first_draw], lo, hi, np.random.random())
+                state, u = _uniform(state)
+                e = _search(cum[d - first_draw], lo, hi, u)
             if depth[i] >= max_depth:
                 if entry_is_new[e] or child_ptr[e + 1] > child_ptr[e]:
                     cut = True
@@ -97,7 +133,8 @@ def expand(
             if entry_is_new[e]:  # a new pattern: every stage kind repeated independently
                 stage = 0
                 for j in range(kind_ptr[t], kind_ptr[t + 1]):
-                    c = _search(count_cum, count_ptr[j], count_ptr[j + 1], np.random.random())
+                    state, u = _uniform(state)
+                    c = _search(count_cum, count_ptr[j], count_ptr[j + 1], u)
                     for _ in range(count_value[c]):
                         for k in range(kind_child_ptr[j], kind_child_ptr[j + 1]):
                             if n >= capacity:
@@ -141,7 +178,6 @@ def uniforms(
     independent). A request's spans are contiguous: its shared factors are drawn when
     first needed and kept in tables stamped with the request.
     """
-    np.random.seed(seed)
     out = np.empty(n)
     n_services = service_of_type.max() + 1 if len(service_of_type) else 1
     z_service = np.zeros(n_services)
@@ -150,24 +186,25 @@ def uniforms(
     stamp_node = np.full(len(service_of_type), -1, np.int64)
     z_request = 0.0
     current = -1
+    state = np.uint64(0)
     for i in range(n):
         r, t, d = span_root[i], span_type[i], span_draw[i]
-        x = load_e[d, t] * np.random.standard_normal()
-        if load_r[d] > 0:
-            if r != current:
-                current = r
-                z_request = np.random.standard_normal()
-            x += load_r[d] * z_request
+        if r != current:  # a new request: its own stream, its own request factor
+            current = r
+            state = _stream(seed, r)
+            state, z_request = _normal(state)
+        state, own = _normal(state)
+        x = load_e[d, t] * own + load_r[d] * z_request
         if load_s[d, t] > 0:
             s = service_of_type[t]
             if stamp_service[s] != r:
                 stamp_service[s] = r
-                z_service[s] = np.random.standard_normal()
+                state, z_service[s] = _normal(state)
             x += load_s[d, t] * z_service[s]
         if load_t[d, t] > 0:
             if stamp_node[t] != r:
                 stamp_node[t] = r
-                z_node[t] = np.random.standard_normal()
+                state, z_node[t] = _normal(state)
             x += load_t[d, t] * z_node[t]
         out[i] = 0.5 * math.erfc(-x * 0.7071067811865476)
     return out

@@ -392,13 +392,19 @@ def _dependence(table: pd.DataFrame) -> pd.DataFrame:
             S.OPERATION: table[S.OPERATION].to_numpy(),
         }
     )
-    # Mid-ranks within the node type, then Φ⁻¹((rank - 1/2) / n): standard normal scores.
-    rank = frame.groupby("node")["self_time"].rank(method="average").to_numpy()
-    count = frame.groupby("node")["self_time"].transform("size").to_numpy()
+    # Mid-ranks within the node type, then Φ⁻¹((rank - 1/2) / n): normal scores, scaled to
+    # unit variance (ties shrink them). A node type whose self times are all equal says
+    # nothing about dependence: its spans count as no spans (n = 0).
+    by_node = frame.groupby("node")["self_time"]
+    rank = by_node.rank(method="average").to_numpy()
+    count = by_node.transform("size").to_numpy()
     z = special.ndtri((rank - 0.5) / count)
-    frame = frame.assign(z=z, z2=z * z)
+    sd = pd.Series(z).groupby(node).transform(lambda v: np.sqrt(np.mean(v * v))).to_numpy()
+    informative = sd > 1e-12
+    z = np.where(informative, z / np.where(informative, sd, 1.0), 0.0)
+    frame = frame.assign(z=z, z2=z * z, counted=informative.astype(np.int64))
     sums = frame.groupby(["request", S.SERVICE, S.OPERATION], sort=True).agg(
-        n=("z", "size"), sum_z=("z", "sum"), sum_z2=("z2", "sum")
+        n=("counted", "sum"), sum_z=("z", "sum"), sum_z2=("z2", "sum")
     )
     keys = sums.index
     return _dependence_frame(
