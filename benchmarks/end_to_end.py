@@ -47,6 +47,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))  # the fault windows of tests/analysis/nezha_faults.py
 SEED = 20261206
 SAMPLER = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False}
 MIN_REQUESTS = 50
@@ -64,28 +65,14 @@ def _roots(spans: pd.DataFrame) -> pd.DataFrame:
     return spans[spans["parent_id"].isna()]
 
 
-def fault_windows() -> pd.DataFrame:
-    """Injected faults of 2022-08-22: service, kind, start, end (UTC)."""
-    spec = json.loads((DATA / "nezha-onlineboutique/fault/2022-08-22-fault_list.json").read_text())
-    rows = [
-        {
-            "service": f["inject_pod"].rsplit("-", 2)[0],
-            "kind": f["inject_type"],
-            "start": pd.Timestamp(int(f["inject_timestamp"]), unit="s", tz="UTC"),
-        }
-        for faults in spec.values()
-        for f in faults
-    ]
-    table = pd.DataFrame(rows).sort_values("start", ignore_index=True)
-    table["end"] = table["start"] + FAULT_DURATION
-    return table
-
-
 def fault_day() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fault-day spans and the faults whose injection they recorded."""
-    spans = _spans(sorted((DATA / "nezha-onlineboutique/fault").glob("*_trace.csv")))
+    from tests.analysis.nezha_faults import fault_windows
+
+    fault_dir = DATA / "nezha-onlineboutique" / "fault"
+    spans = _spans(sorted(fault_dir.glob("*_trace.csv")))
     first, last = spans["start_time"].min(), spans["start_time"].max()
-    windows = fault_windows()
+    windows = fault_windows(fault_dir / "2022-08-22-fault_list.json", FAULT_DURATION)
     return spans, windows[(windows["start"] > first) & (windows["start"] < last)]
 
 

@@ -265,8 +265,9 @@ class RequestModel(BayesModel):
         if "inputs" not in self._cache:
             graph = self.graph
             rng = np.random.default_rng(self._seed(2))
-            weights = graph.draw_weights(self.n_draws, self.concentration, rng)
+            # A short chain may hold fewer draws than asked for: simulate those it has.
             draws = self.latency.latency_draws(self.n_draws)
+            weights = graph.draw_weights(draws.n_draws, self.concentration, rng)
             group = _group_of_type(draws.groups, graph.nodes)
             spans = float(self.latency.fit_summary.count.sum()) / max(
                 1, int(self.entries_summary.count.sum())
@@ -274,7 +275,7 @@ class RequestModel(BayesModel):
             dependence = None
             if self.dependence:
                 copula = self.copula
-                rho = copula.draws(self.n_draws, rng)
+                rho = copula.draws(draws.n_draws, rng)
                 node = copula.nodes.get_indexer(graph.nodes)
                 dependence = Dependence(
                     rho.request,
