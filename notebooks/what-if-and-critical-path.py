@@ -35,7 +35,6 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -102,7 +101,7 @@ entry_patterns[["spans", "calls", "stages"]].head()
 # %%
 structure = CallModel().fit(calls).summary()
 frontend = structure.loc[("frontend", "hipstershop.Frontend/Recv.")]
-frontend[["p_call_mean", "p_call_lower", "p_call_upper", "calls_mean", "calls_lower", "calls_upper"]]
+frontend[["p_call_mean", "p_call_lower", "p_call_upper", "calls_mean", "calls_upper"]]
 
 # %% [markdown]
 # ## 2. End-to-end latency with intervals
@@ -117,8 +116,8 @@ frontend[["p_call_mean", "p_call_lower", "p_call_upper", "calls_mean", "calls_lo
 model = bayesperf.RequestModel(n_draws=N_DRAWS, n_requests=N_REQUESTS)
 model.fit(spans, random_seed=1, **SAMPLER)
 summary = model.summary()
-summary[["n", "empirical_p50", "p50_median", "p50_lower", "p50_upper",
-         "empirical_p99", "p99_median", "p99_lower", "p99_upper"]]  # fmt: skip
+shown = ["n", "empirical_p50", "p50_median", "p50_lower", "p50_upper"]
+summary[[*shown, "empirical_p99", "p99_median", "p99_lower", "p99_upper"]]
 
 # %%
 fig = plot_end_to_end(summary)
@@ -153,12 +152,13 @@ print(f"today a page calls the ad service with probability {ads_today:.2f}")
 faster_currency = model.what_if(scale={"currencyservice": 0.7})
 fewer_ads = model.what_if(call_prob={("frontend", "adservice"): ads_today / 2})
 slower_cart = model.what_if(add_ms={"cartservice": 5.0})
-columns = ["today_median", "after_median", "change_median", "change_lower", "change_upper",
-           "p_improves", "p_worsens"]  # fmt: skip
-pd.concat(
-    {"currency 30% faster": faster_currency, "half the ad calls": fewer_ads,
-     "cart +5 ms": slower_cart}  # fmt: skip
-)[columns]
+columns = ["today_median", "after_median", "change_median", "change_lower", "change_upper"]
+changes = {
+    "currency 30% faster": faster_currency,
+    "half the ad calls": fewer_ads,
+    "cart +5 ms": slower_cart,
+}
+pd.concat(changes)[[*columns, "p_improves", "p_worsens"]]
 
 # %% [markdown]
 # `p_improves` is the posterior probability that the quantile drops by more than 10%
@@ -184,9 +184,9 @@ fig.savefig(OUTPUT / "what_if.png", dpi=120)
 
 # %%
 ranking = attribute(model, q=0.99, reduction=0.1)
+columns = ["today_ms", "reduction_ms", "reduction_ms_lower", "reduction_ms_upper"]
 ranking.loc[("frontend", "hipstershop.Frontend/Recv.")].head(6)[
-    ["today_ms", "reduction_ms", "reduction_ms_lower", "reduction_ms_upper",
-     "reduction_pct_median", "p_top3"]  # fmt: skip
+    [*columns, "reduction_pct_median", "p_top3"]
 ]
 
 # %%
@@ -221,21 +221,33 @@ def shared_data() -> Path:
 
 fault_dir = shared_data() / "nezha-onlineboutique" / "fault"
 day = bayesperf.read_traces(sorted(fault_dir.glob("*_trace.csv")))
+fault_list = json.loads((fault_dir / "2022-08-22-fault_list.json").read_text())
 injected = [
-    {"service": f["inject_pod"].rsplit("-", 2)[0], "kind": f["inject_type"],
-     "start": pd.Timestamp(int(f["inject_timestamp"]), unit="s", tz="UTC")}  # fmt: skip
-    for faults in json.loads((fault_dir / "2022-08-22-fault_list.json").read_text()).values()
+    {
+        "service": f["inject_pod"].rsplit("-", 2)[0],
+        "kind": f["inject_type"],
+        "start": pd.Timestamp(int(f["inject_timestamp"]), unit="s", tz="UTC"),
+    }
+    for faults in fault_list.values()
     for f in faults
 ]
 trace_start = day.groupby("trace_id")["start_time"].transform("min")
 recorded = [f for f in injected if trace_start.min() < f["start"] < trace_start.max()]
 pd.DataFrame(recorded)
 
+
 # %%
 # Fault-free: traces that started before an injection and after the previous episode.
+def started(first: pd.Timestamp, minutes: int) -> np.ndarray:
+    """Spans of the traces that started in ``[first, first + minutes)``."""
+    return (
+        (trace_start >= first) & (trace_start < first + pd.Timedelta(minutes, "min"))
+    ).to_numpy()
+
+
 faulty = np.zeros(len(day), bool)
 for f in recorded:
-    faulty |= ((trace_start >= f["start"]) & (trace_start < f["start"] + pd.Timedelta("8min"))).to_numpy()
+    faulty |= started(f["start"], 8)
 before = bayesperf.RequestModel(n_draws=N_DRAWS, n_requests=N_REQUESTS)
 before.fit(day[~faulty], random_seed=3, **SAMPLER)
 
@@ -243,7 +255,7 @@ rows = {}
 for f in recorded:
     if f["kind"] not in ("cpu_contention", "cpu_consumed"):
         continue  # latency and CPU faults; "return" changes the calls, not self times
-    during = day[((trace_start >= f["start"]) & (trace_start < f["start"] + pd.Timedelta("3min"))).to_numpy()]
+    during = day[started(f["start"], 3)]
     measured = summarize_calls(during).self_time
     own = measured.select([g for g in measured.groups if g[0] == f["service"]])
     incident = before.scenario(replace={f["service"]: own})
@@ -260,9 +272,9 @@ replay
 # became, the call graph carries it to the page latency, within 10-20% of what was
 # observed where "nothing changed" is off by 85% at the median. Its intervals are too
 # narrow, though: they carry the uncertainty of the fault-free fit and of the measured
-# self times, not how the fault also changed the dependence between a request's spans. (The `return` fault is left out: it makes the
-# frontend answer without calling the backends, a change of call structure that
-# self times cannot express; `call_prob` can.)
+# self times, not how the fault also changed the dependence between a request's spans.
+# (The `return` fault is left out: it makes the frontend answer without calling the
+# backends, a change of call structure that self times cannot express.)
 #
 # ## What the model assumes
 #
