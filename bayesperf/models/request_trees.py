@@ -10,8 +10,8 @@ For each posterior draw ``d`` and entry point, ``n_requests`` requests are simul
    its node type in draw ``d`` (:meth:`~bayesperf.models.draws.LatencyDraws.ppf`): the
    only interface to the latency model, so any model that provides ``latency_draws``
    plugs in. The uniforms of one request are correlated through the Gaussian copula of
-   :mod:`bayesperf.models.dependence` (a factor per request and one per request and
-   service), or independent.
+   :mod:`bayesperf.models.dependence` (factors per request, per request and service,
+   per request and node type), or independent.
 3. **Composition, bottom-up.** A span's latency is its self time plus, per stage, the
    largest latency of the stage's children (parallel children start together; stages
    add up). The root's latency is the request's.
@@ -19,7 +19,8 @@ For each posterior draw ``d`` and entry point, ``n_requests`` requests are simul
 Scenarios (what-if questions) reuse the same trees and the same uniforms: a change of
 self times (scaled, shifted, or replaced by another distribution) re-composes the same
 requests, so the difference between a scenario and today has far less Monte Carlo noise
-than either. A change of call probabilities draws new trees from the same random stream.
+than either. A change of call probabilities draws new trees from the same per-request
+random streams: only the requests whose calls change differ.
 
 Cost is linear in the number of spans simulated (requests × spans per request × draws):
 trees, uniforms and composition are compiled loops (:mod:`bayesperf.models.
