@@ -246,9 +246,9 @@ def _add_what_if_parser(commands: Any) -> None:
     )
     what_if.add_argument(
         "--latency",
-        default="lognormal",
-        choices=["lognormal", "bootstrap"],
-        help="self-time model: hierarchical lognormal, or each node type's own histogram",
+        default=LATENCY_FAMILIES[0],
+        choices=LATENCY_FAMILIES,
+        help="self-time model family (default: nonparametric, each node type's own histogram)",
     )
     what_if.add_argument("--ci", type=float, default=0.9, help="credible interval mass (0.9)")
     what_if.add_argument("--draws", type=int, default=500, help="draws per chain (500)")
@@ -486,7 +486,6 @@ def _what_if(spans: pd.DataFrame, args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv)
         print(f"\nwrote {args.csv}")
-    # The bootstrap self-time model samples nothing: nothing to check.
     checks = diagnose(model.latency) if isinstance(model.latency, LatencyModel) else None
     if checks is not None and not checks["ok"].all():
         failed = ", ".join(checks.index[~checks["ok"]])

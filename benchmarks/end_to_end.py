@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/end_to_end.py heldout [--splits 5] [--latency lognormal bootstrap]
-    python benchmarks/end_to_end.py counterfactual [--latency lognormal bootstrap]
+    python benchmarks/end_to_end.py heldout [--splits 5] [--latency nonparametric lognormal]
+    python benchmarks/end_to_end.py counterfactual [--latency nonparametric lognormal]
     python benchmarks/end_to_end.py speed [--quick]
     python benchmarks/end_to_end.py all --json out.json
 
@@ -306,7 +306,7 @@ def growth(model, quick: bool) -> pd.DataFrame:
     rows = []
     for name, graph in graphs.items():
         spans = simulate_traces(graph, 1000, random_seed=SEED, inclusive=True).spans
-        m = RequestModel("bootstrap", n_draws=50, n_requests=2000).fit(spans, random_seed=SEED)
+        m = RequestModel(n_draws=50, n_requests=2000).fit(spans, random_seed=SEED)
         t = _timed(m.simulate)
         sim = m.simulate()
         spans_sim = int(sim.attrs["spans_simulated"])
@@ -326,7 +326,7 @@ def growth(model, quick: bool) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["heldout", "counterfactual", "speed", "all"])
-    parser.add_argument("--latency", nargs="+", default=["lognormal", "bootstrap"])
+    parser.add_argument("--latency", nargs="+", default=["nonparametric", "lognormal"])
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="also write the results here")

@@ -90,7 +90,7 @@ def test_family_names_agree_with_the_models():
 
 def test_what_if_prints_today_after_and_the_ranking(capsys, tmp_path):
     out_csv = tmp_path / "what_if.csv"
-    args = ["what-if", "--demo", "--latency", "bootstrap", "--n-draws", "20"]
+    args = ["what-if", "--demo", "--n-draws", "20"]
     args += ["--n-requests", "1000", "--scale", "currencyservice=0.5"]
     args += ["--call-prob", "frontend:adservice=0.3", "--attribution", "--csv", str(out_csv)]
     assert main(args) == 0
@@ -105,7 +105,7 @@ def test_what_if_prints_today_after_and_the_ranking(capsys, tmp_path):
 def test_what_if_needs_a_change_and_known_services(capsys):
     assert main(["what-if", "--demo"]) == 2
     assert "at least one --scale" in capsys.readouterr().err
-    args = ["what-if", "--demo", "--latency", "bootstrap", "--n-draws", "5"]
+    args = ["what-if", "--demo", "--n-draws", "5"]
     assert main([*args, "--n-requests", "100", "--scale", "nope=0.5"]) == 2
     assert "no service 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):

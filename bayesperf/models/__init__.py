@@ -1,7 +1,6 @@
 """Bayesian models fit on summaries; results are ``xarray.DataTree`` posteriors."""
 
 from bayesperf.models._base import BayesModel, ConvergenceWarning, load
-from bayesperf.models.bootstrap import BootstrapLatencyModel
 from bayesperf.models.calls import CallModel
 from bayesperf.models.latency import LatencyModel, LatencyPriors
 from bayesperf.models.mixture import MixtureModel, MixturePriors
@@ -11,7 +10,6 @@ from bayesperf.models.transitions import TransitionModel, TransitionPrior
 
 __all__ = [
     "BayesModel",
-    "BootstrapLatencyModel",
     "CallModel",
     "ConcentrationPrior",
     "ConvergenceWarning",

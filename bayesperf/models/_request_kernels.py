@@ -15,9 +15,12 @@ Three kernels, each over one chunk of requests, called by
     running maximum of its current stage and the sum of its finished stages.
 
 Random numbers come from a small counter-based generator (splitmix64) with one stream
-per request, seeded by ``(seed, request)``: a chunk gives the same numbers in any
-thread, and a request's numbers do not depend on the other requests' trees, so a what-if
-that changes one request's calls leaves every other request as it was. Self times
+per span, keyed by ``(seed, request, node type, occurrence)`` — the occurrence is the
+span's rank among the request's spans of its type, in breadth-first order — and one
+per shared copula factor, keyed by ``(seed, request, factor)``. A chunk gives the same
+numbers in any thread, and a span's numbers do not depend on which other spans exist:
+a what-if that removes a call (``call_prob``) changes the spans under it and nothing
+else, so the change it reports is not buried in Monte Carlo noise. Self times
 themselves are *not* drawn here: the uniforms go through the latency model's ``ppf`` in
 NumPy, its only interface.
 """
@@ -45,6 +48,17 @@ def _mix(z):
 def _stream(seed, request):
     """The first state of a request's stream."""
     return _mix(np.uint64(seed) ^ _mix(np.uint64(request) + _GOLDEN))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _keyed(seed, request, kind, index):
+    """The first state of the stream of (request, kind, index): a span or a factor."""
+    return _mix(_stream(seed, request) ^ _mix(np.uint64(kind) * _MIX1 + np.uint64(index)))
+
+
+#: Kinds of the shared factors' streams (node types use their own non-negative code).
+_SERVICE_FACTOR = np.uint64(1) << np.uint64(40)
+_TYPE_FACTOR = np.uint64(1) << np.uint64(41)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -99,9 +113,14 @@ def expand(
     """Grow every request's tree; returns the span arrays, their number and cuts.
 
     ``cum[d - first_draw, e]`` is the cumulative probability of entry ``e`` within its
-    node type's row in draw ``d``. Returns ``(type, draw, root, parent, stage, n,
-    truncated)``; ``n = -1`` when ``capacity`` was too small (call again, larger).
+    node type's row in draw ``d``. Returns ``(type, draw, root, parent, stage,
+    occurrence, n, truncated)``; ``n = -1`` when ``capacity`` was too small (call again,
+    larger).
     """
+    n_types = len(row_ptr) - 1
+    seen = np.zeros(n_types, np.int64)  # spans of each type so far in this request
+    seen_stamp = np.full(n_types, -1, np.int64)
+    span_occ = np.empty(capacity, np.int64)
     span_type = np.empty(capacity, np.int64)
     span_draw = np.empty(capacity, np.int64)
     span_root = np.empty(capacity, np.int64)
@@ -112,14 +131,17 @@ def expand(
     truncated = 0
     for r in range(len(root_type)):
         if n >= capacity:
-            return span_type, span_draw, span_root, span_parent, span_stage, -1, truncated
+            return (
+                span_type, span_draw, span_root, span_parent, span_stage, span_occ, -1, truncated
+            )  # fmt: skip
         span_type[n], span_draw[n], span_root[n] = root_type[r], root_draw[r], r
         span_parent[n], span_stage[n], depth[n] = -1, 0, 0
+        span_occ[n] = _occurrence(seen, seen_stamp, root_type[r], r)
         i, n = n, n + 1
         cut = False
-        state = _stream(seed, r)
         while i < n:
             t, d = span_type[i], span_draw[i]
+            state = _keyed(seed, r, t, span_occ[i])
             lo, hi = row_ptr[t], row_ptr[t + 1]
             e = lo
             if variable[t]:
@@ -140,35 +162,54 @@ def expand(
                             if n >= capacity:
                                 return (
                                     span_type, span_draw, span_root, span_parent, span_stage,
-                                    -1, truncated,
+                                    span_occ, -1, truncated,
                                 )  # fmt: skip
-                            span_type[n], span_draw[n], span_root[n] = kind_child_type[k], d, r
+                            c_type = kind_child_type[k]
+                            span_type[n], span_draw[n], span_root[n] = c_type, d, r
                             span_parent[n], span_stage[n], depth[n] = i, stage, depth[i] + 1
+                            span_occ[n] = _occurrence(seen, seen_stamp, c_type, r)
                             n += 1
                         stage += 1
             else:
                 for k in range(child_ptr[e], child_ptr[e + 1]):
                     if n >= capacity:
                         return (
-                            span_type,
-                            span_draw,
-                            span_root,
-                            span_parent,
-                            span_stage,
-                            -1,
-                            truncated,
-                        )
+                            span_type, span_draw, span_root, span_parent, span_stage, span_occ,
+                            -1, truncated,
+                        )  # fmt: skip
                     span_type[n], span_draw[n], span_root[n] = child_type[k], d, r
                     span_parent[n], span_stage[n], depth[n] = i, child_stage[k], depth[i] + 1
+                    span_occ[n] = _occurrence(seen, seen_stamp, child_type[k], r)
                     n += 1
             i += 1
         truncated += cut
-    return span_type, span_draw, span_root, span_parent, span_stage, n, truncated
+    return span_type, span_draw, span_root, span_parent, span_stage, span_occ, n, truncated
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _occurrence(seen, stamp, t, request):
+    """The next occurrence number of node type ``t`` in ``request`` (0, 1, ...)."""
+    if stamp[t] != request:
+        stamp[t] = request
+        seen[t] = 0
+    k = seen[t]
+    seen[t] = k + 1
+    return k
 
 
 @njit(cache=True, nogil=True)
 def uniforms(
-    seed, span_type, span_draw, span_root, n, service_of_type, load_r, load_s, load_t, load_e
+    seed,
+    span_type,
+    span_draw,
+    span_root,
+    span_occ,
+    n,
+    service_of_type,
+    load_r,
+    load_s,
+    load_t,
+    load_e,
 ):
     """Each span's uniform ``Φ(x)``, ``x`` the copula's factors (loadings per draw, type).
 
@@ -176,7 +217,8 @@ def uniforms(
     factor, ``load_s[d, t]``, ``load_t[d, t]``, ``load_e[d, t]`` of the (request,
     service), (request, node type) and own factors (all zero but ``load_e``:
     independent). A request's spans are contiguous: its shared factors are drawn when
-    first needed and kept in tables stamped with the request.
+    first needed and kept in tables stamped with the request. Every draw comes from its
+    own keyed stream (see the module docstring).
     """
     out = np.empty(n)
     n_services = service_of_type.max() + 1 if len(service_of_type) else 1
@@ -186,25 +228,23 @@ def uniforms(
     stamp_node = np.full(len(service_of_type), -1, np.int64)
     z_request = 0.0
     current = -1
-    state = np.uint64(0)
     for i in range(n):
         r, t, d = span_root[i], span_type[i], span_draw[i]
-        if r != current:  # a new request: its own stream, its own request factor
+        if r != current:  # a new request: its own request factor
             current = r
-            state = _stream(seed, r)
-            state, z_request = _normal(state)
-        state, own = _normal(state)
+            _, z_request = _normal(_stream(seed, r))
+        _, own = _normal(_keyed(seed, r, t, span_occ[i]))
         x = load_e[d, t] * own + load_r[d] * z_request
         if load_s[d, t] > 0:
             s = service_of_type[t]
             if stamp_service[s] != r:
                 stamp_service[s] = r
-                state, z_service[s] = _normal(state)
+                _, z_service[s] = _normal(_keyed(seed, r, _SERVICE_FACTOR, s))
             x += load_s[d, t] * z_service[s]
         if load_t[d, t] > 0:
             if stamp_node[t] != r:
                 stamp_node[t] = r
-                state, z_node[t] = _normal(state)
+                _, z_node[t] = _normal(_keyed(seed, r, _TYPE_FACTOR, t))
             x += load_t[d, t] * z_node[t]
         out[i] = 0.5 * math.erfc(-x * 0.7071067811865476)
     return out

@@ -43,11 +43,15 @@ import xarray as xr
 
 from bayesperf import schema as S
 from bayesperf.models._base import _REGISTRY, BayesModel
-from bayesperf.models.bootstrap import BootstrapDraws, BootstrapLatencyModel
 from bayesperf.models.calls import CallGraph, CallModel
 from bayesperf.models.dependence import SelfTimeCopula
 from bayesperf.models.draws import LatencyDraws
-from bayesperf.models.latency import SUMMARY_QUANTILES, LatencyModel, posterior_interval
+from bayesperf.models.latency import (
+    FAMILIES,
+    SUMMARY_QUANTILES,
+    LatencyModel,
+    posterior_interval,
+)
 from bayesperf.models.request_trees import (
     MAX_DEPTH,
     Dependence,
@@ -75,14 +79,14 @@ class RequestModel(BayesModel):
 
     Parameters
     ----------
-    latency : model, "lognormal", "bootstrap" or dict, optional
+    latency : model, family name or dict, optional
         The self-time model, unfitted: any model with ``fit(summary, random_seed=...,
         **sample_kwargs)`` and ``latency_draws(n)`` (it is copied, then fit on the
-        self times by ``(service, operation)``). Default: the hierarchical
-        ``LatencyModel()`` (lognormal). ``"bootstrap"`` uses each node type's own
-        histogram (:class:`~bayesperf.models.bootstrap.BootstrapLatencyModel`: no
-        family assumed, no tail beyond the data). A dict ``{"model": class name,
-        "config": {...}}`` is what :meth:`get_config` writes.
+        self times by ``(service, operation)``). Default: ``LatencyModel()``, whose
+        nonparametric family follows each node type's own histogram and pools the
+        tails beyond it; a family name (``"lognormal"``, ...) picks another
+        ``LatencyModel`` family. A dict ``{"model": class name, "config": {...}}`` is
+        what :meth:`get_config` writes.
     concentration : float, default 1.0
         Prior weight of call patterns not seen (:class:`~bayesperf.models.calls.CallModel`).
     node_key : {"operation", "pair"}, default "operation"
@@ -104,8 +108,8 @@ class RequestModel(BayesModel):
     >>> model = RequestModel(n_draws=100, n_requests=2000)
     >>> model
     RequestModel(latency=LatencyModel, n_draws=100, n_requests=2000; not fitted)
-    >>> RequestModel(latency="bootstrap").latency_template
-    BootstrapLatencyModel(by=('service', 'operation'); not fitted)
+    >>> RequestModel(latency="lognormal").latency_template
+    LatencyModel(family='lognormal', by=('service', 'operation'), pooling='partial'; not fitted)
     """
 
     def __init__(
@@ -557,8 +561,11 @@ class RequestModel(BayesModel):
             out.add[graph.codes_of(key)] += float(ms)
         for i, (key, distribution) in enumerate((replace or {}).items()):
             draws = distribution
-            if isinstance(distribution, LatencySummary):
-                draws = BootstrapDraws(distribution, self.n_draws, random_seed=self._seed(10 + i))
+            if isinstance(distribution, LatencySummary):  # measured: its own posterior
+                measured = LatencyModel(by=distribution.by).fit(
+                    distribution, random_seed=self._seed(10 + i)
+                )
+                draws = measured.latency_draws(self.n_draws)
             if not isinstance(draws, LatencyDraws):
                 raise TypeError(
                     f"replace[{key!r}] must be a LatencySummary or LatencyDraws, got "
@@ -612,7 +619,8 @@ class RequestModel(BayesModel):
             ``{service: LatencySummary}``: self times drawn from a measured distribution
             instead (e.g. the self times of that service during an incident,
             :func:`~bayesperf.summaries.calls.summarize_calls` ``.self_time`` of those
-            spans), by Bayesian bootstrap. A summary by ``(service, operation)``
+            spans), through the default ``LatencyModel``'s posterior of that summary (its
+            own histogram, tails pooled across its groups). A summary by ``(service, operation)``
             replaces each operation by its own group; one with a single group replaces
             all of them.
         improvement : float, default 0.1
@@ -680,10 +688,10 @@ class RequestModel(BayesModel):
 # ------------------------------------------------------------------------- helpers
 def _latency_template(latency: Any) -> Any:
     """The unfitted self-time model from the ``latency`` argument."""
-    if latency is None or latency == "lognormal":
+    if latency is None:
         return LatencyModel(by=NODE_BY)
-    if latency == "bootstrap":
-        return BootstrapLatencyModel(by=NODE_BY)
+    if isinstance(latency, str) and latency in FAMILIES:
+        return LatencyModel(latency, by=NODE_BY)
     if isinstance(latency, dict):
         name = latency.get("model")
         if name not in _REGISTRY:
@@ -691,7 +699,7 @@ def _latency_template(latency: Any) -> Any:
         return _REGISTRY[name](**_config_args(latency.get("config", {})))
     if isinstance(latency, str):
         raise ValueError(
-            f"unknown latency {latency!r}: give a model instance, 'lognormal' or 'bootstrap'"
+            f"unknown latency {latency!r}: give a model instance or a family, one of {FAMILIES}"
         )
     if not (hasattr(latency, "fit") and hasattr(latency, "latency_draws")):
         raise TypeError(

@@ -251,6 +251,7 @@ class _Tree:
     roots: np.ndarray
     parents: np.ndarray
     stages: np.ndarray
+    occurrences: np.ndarray
     n_roots: int
     truncated: int
 
@@ -344,11 +345,11 @@ class _Job:
                 self.max_depth,
                 capacity,
             )
-            n = out[5]
+            n = out[6]
             if n >= 0:
                 break
             capacity *= 2  # more spans than expected: draw the same trees again, larger
-        return _Tree(*(a[:n] for a in out[:5]), n_roots=len(root_type), truncated=out[6])
+        return _Tree(*(a[:n] for a in out[:6]), n_roots=len(root_type), truncated=out[7])
 
     def _uniforms(self, tree: _Tree, seed: int) -> np.ndarray:
         """Each span's uniform: copula-correlated within its request, or independent."""
@@ -362,7 +363,14 @@ class _Job:
             loads = dep.loadings()
             service = dep.service_of_type.astype(np.int64)
         return kernels.uniforms(
-            seed, tree.types, tree.draws, tree.roots, tree.n_spans, service, *loads
+            seed,
+            tree.types,
+            tree.draws,
+            tree.roots,
+            tree.occurrences,
+            tree.n_spans,
+            service,
+            *loads,
         )
 
 

@@ -34,7 +34,7 @@ def parallel_spans(n=400, seed=0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def model():
     spans = parallel_spans()
-    return RequestModel("bootstrap", n_draws=40, n_requests=4000).fit(spans, random_seed=1)
+    return RequestModel(n_draws=40, n_requests=4000).fit(spans, random_seed=1)
 
 
 def test_attribution_ranks_the_critical_path(model):

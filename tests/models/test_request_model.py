@@ -143,27 +143,27 @@ def test_predictive_check_on_its_own_data_and_subtrees(fitted):
     assert {s for s, _ in subtrees.index.droplevel(2)} == {"api", "catalog"}
 
 
-def test_bootstrap_self_times_and_independent_spans_are_options():
+def test_lognormal_self_times_and_independent_spans_are_options():
     spans = simulate_traces(shop(), 500, random_seed=3, inclusive=True).spans
-    model = RequestModel("bootstrap", n_draws=20, n_requests=500, dependence=False)
+    model = RequestModel("lognormal", n_draws=20, n_requests=500, dependence=False)
     model.fit(spans, random_seed=1)
     table = model.summary()
     row = table.iloc[0]
     assert row["p50_lower"] < row["empirical_p50"] * 1.1
-    assert model.get_config()["latency"]["model"] == "BootstrapLatencyModel"
+    assert model.get_config()["latency"]["config"]["family"] == "lognormal"
     # Seeded: the same model twice gives the same numbers.
-    again = RequestModel("bootstrap", n_draws=20, n_requests=500, dependence=False)
+    again = RequestModel("lognormal", n_draws=20, n_requests=500, dependence=False)
     pd.testing.assert_frame_equal(again.fit(spans, random_seed=1).summary(), table)
 
 
 def test_fit_errors_are_clear():
     spans = bayesperf.datasets.load_online_boutique()
     with pytest.raises(ValueError, match="no requests"):
-        RequestModel("bootstrap").fit(spans[spans["parent_id"].notna()])
+        RequestModel().fit(spans[spans["parent_id"].notna()])
     with pytest.raises(ValueError, match="n_draws must be a positive integer"):
         RequestModel(n_draws=0)
-    with pytest.raises(ValueError, match="unknown latency 'gamma'"):
-        RequestModel("gamma")
+    with pytest.raises(ValueError, match="unknown latency 'pareto'"):
+        RequestModel("pareto")
     with pytest.raises(TypeError, match="fit\\(\\) and latency_draws\\(\\)"):
         RequestModel(latency=object())
     with pytest.raises(bayesperf.NotFittedError):

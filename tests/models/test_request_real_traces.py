@@ -26,7 +26,7 @@ def halves(spans: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFra
 def test_hotel_held_out_requests(shared_data):
     spans = bayesperf.read_traces(shared_data / "jaeger-hotel-reservation" / "hotel_load25.json")
     fit, held_out = halves(spans)
-    model = RequestModel("bootstrap", n_draws=100, n_requests=5000).fit(fit, random_seed=1)
+    model = RequestModel(n_draws=100, n_requests=5000).fit(fit, random_seed=1)
     check = model.predictive_check(held_out, min_requests=50)
     assert check["n"].tolist() == [500, 500, 500]
     # Measured: P50/P95/P99 off by -10%, -8%, -2%; P95 and P99 covered, P50 not.
@@ -44,7 +44,7 @@ def test_fault_replay_beats_nothing_changed(shared_data):
     start = day.groupby("trace_id")["start_time"].transform("min")
     before = day[(start < fault["start"]).to_numpy()]
     during = day[((start >= fault["start"]) & (start < fault["end"])).to_numpy()]
-    model = RequestModel("bootstrap", n_draws=50, n_requests=3000).fit(before, random_seed=1)
+    model = RequestModel(n_draws=50, n_requests=3000).fit(before, random_seed=1)
     measured = summarize_calls(during).self_time
     frontend = measured.select([g for g in measured.groups if g[0] == "frontend"])
     incident = model.scenario(replace={"frontend": frontend})

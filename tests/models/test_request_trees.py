@@ -22,6 +22,12 @@ class PointDraws(LatencyDraws):
     def cdf(self, x, group, draw):
         return (np.asarray(x) >= self.values[np.asarray(group)]).astype(float)
 
+    def mean(self, group, draw):
+        return self.values[np.asarray(group)] + 0 * np.asarray(draw)
+
+    def subset(self, draws):
+        return type(self)(self.groups, self.values, len(np.asarray(draws)))
+
 
 class UniformDraws(PointDraws):
     """Latency = u (ms): exposes the uniforms the engine passes."""

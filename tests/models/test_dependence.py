@@ -4,9 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesperf.models.bootstrap import BootstrapDraws, BootstrapLatencyModel
 from bayesperf.models.dependence import SelfTimeCopula
-from bayesperf.summaries import summarize_latency
 from bayesperf.summaries.calls import summarize_calls
 
 
@@ -63,34 +61,3 @@ def test_independent_self_times_give_correlations_near_zero():
     rho = copula.estimate()
     assert rho.request[0] < 0.02
     assert rho.service.max() < 0.05 and rho.node_type.max() < 0.05
-
-
-def test_bootstrap_draws_invert_their_own_cdf_and_follow_the_data():
-    rng = np.random.default_rng(3)
-    y = np.r_[rng.lognormal(0.0, 0.5, 3000), rng.lognormal(3.0, 0.3, 1000)]  # two modes
-    summary = summarize_latency(pd.DataFrame({"latency": y}), by=None)
-    draws = BootstrapDraws(summary, n_draws=50, random_seed=1)
-    u = np.array([0.05, 0.5, 0.74, 0.76, 0.99])
-    x = draws.ppf(u, 0, 7)
-    np.testing.assert_allclose(draws.cdf(x, 0, 7), u, atol=2e-3)
-    many = draws.ppf(rng.random(200_000), 0, rng.integers(0, 50, 200_000))
-    np.testing.assert_allclose(
-        np.quantile(many, [0.1, 0.5, 0.9, 0.99]), np.quantile(y, [0.1, 0.5, 0.9, 0.99]), rtol=0.03
-    )
-    assert many.max() <= y.max() and many.min() >= y.min() * 0.999
-
-
-def test_bootstrap_model_is_seeded_and_saves(tmp_path):
-    import bayesperf
-
-    spans = bayesperf.datasets.load_online_boutique()
-    model = BootstrapLatencyModel().fit(spans, random_seed=4)
-    a = model.latency_draws(20).ppf(0.9, group=3, draw=np.arange(20))
-    b = (
-        bayesperf.load(model.save(tmp_path / "boot.nc"))
-        .latency_draws(20)
-        .ppf(0.9, 3, np.arange(20))
-    )
-    np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="at least one span"):
-        BootstrapDraws(summarize_latency(spans).select([]))
