@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 
 import xarray as xr
 
+from bayesperf._cores import available_cores
 from bayesperf.errors import NotFittedError
 
 #: Attribute holding the model's class name in saved files.
@@ -48,18 +49,6 @@ class PriorSpec:
 
 class ConvergenceWarning(UserWarning):
     """A fit's diagnostics fail the thresholds (R-hat, ESS, divergences)."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on.
-
-    PyMC's default for ``cores`` assumes half of ``cpu_count()`` are hyper-threads:
-    on a 2-core machine it ran all chains on one core, doubling sampling time.
-    """
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 #: ``pm.sample`` arguments the direct nutpie path (:func:`sample_nutpie`) handles.
