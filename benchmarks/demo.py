@@ -14,7 +14,8 @@ What is measured
     report's own step timings (read traces, summarise, latency model, transition model,
     mixture model, model comparison, figures, write tables and HTML), the import time,
     and the process's wall time seen from outside (what ``time bayesperf report --demo``
-    shows), plus the mixture's convergence checks and posterior table.
+    shows) and CPU time (user + system, all threads: the work done, whatever the machine's
+    load), plus the mixture's convergence checks and posterior table.
 
 Baseline in the same run
     ``--against REV`` exports that git revision (``git archive``) to a temporary folder
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,6 +63,18 @@ import bayesperf
 from bayesperf import datasets
 from bayesperf.report import ReportOptions, write_report
 imported = time.perf_counter() - t0
+# CPU seconds per step too (all threads of the process), by wrapping the report's timer.
+from contextlib import contextmanager
+from bayesperf.report import _build
+cpu_steps = {}
+timer = _build._Steps.__call__
+@contextmanager
+def timed(self, name, detail=""):
+    start = time.process_time()
+    with timer(self, name, detail):
+        yield
+    cpu_steps[name] = time.process_time() - start
+_build._Steps.__call__ = timed
 options = ReportOptions.quick() if sys.argv[2] == "quick" else ReportOptions()
 result = write_report(datasets.online_boutique_path(), sys.argv[1], options)
 diag = result.diagnostics
@@ -69,6 +83,7 @@ print(json.dumps({
     "bayesperf": bayesperf.__file__,
     "import": imported,
     "steps": result.timings,
+    "cpu_steps": cpu_steps,
     "in_process_total": time.perf_counter() - t0,
     "diagnostics": diag.to_dict(orient="records"),
     "mixture_summary": mixture.to_dict(orient="index"),
@@ -93,6 +108,7 @@ def run_once(source: Path, work: Path, quick: bool, cold: bool) -> dict[str, Any
     if cold:
         cache = tempfile.mkdtemp(dir=work, prefix="pytensor-")
         env["PYTENSOR_FLAGS"] = f"base_compiledir={cache}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER, str(out), "quick" if quick else "full"],
@@ -102,12 +118,15 @@ def run_once(source: Path, work: Path, quick: bool, cold: bool) -> dict[str, Any
         cwd=work,
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"demo run failed ({source}):\n{proc.stderr[-3000:]}")
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     if not record["bayesperf"].startswith(str(source)):
         raise RuntimeError(f"ran {record['bayesperf']}, not the checkout at {source}")
     record["process_wall"] = wall
+    record["process_cpu"] = cpu
     return record
 
 
@@ -121,25 +140,38 @@ def mixture_checks(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
 def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """Per stage: each label's median seconds and (min-max)."""
+    """Per stage and checkout: wall and CPU seconds over the runs (median, min, max)."""
     first = next(iter(runs.values()))[0]
-    stages = [*first["steps"], "import", "process_wall"]
     table = []
-    for stage in stages:
+    for stage in [*first["steps"], "import"]:
         row = {}
         for label, records in runs.items():
-            values = [
-                r["steps"].get(stage, float("nan")) if stage in first["steps"] else r[stage]
-                for r in records
-            ]
-            row[label] = {
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-                "runs": values,
-            }
+            wall = [r[stage] if stage == "import" else r["steps"][stage] for r in records]
+            cpu = [r["cpu_steps"].get(stage, float("nan")) for r in records]
+            row[label] = {"wall": _stats(wall), "cpu": _stats(cpu)}
         table.append((stage, row))
+    table.append(
+        (
+            "whole process",
+            {
+                label: {
+                    "wall": _stats([r["process_wall"] for r in records]),
+                    "cpu": _stats([r["process_cpu"] for r in records]),
+                }
+                for label, records in runs.items()
+            },
+        )
+    )
     return table
 
 
@@ -174,20 +206,28 @@ def main(argv: list[str] | None = None) -> None:
     table = stage_table(runs)
     cache = "empty PyTensor cache per run (--cold)" if args.cold else "PyTensor cache as found"
     print(f"\n## `bayesperf report --demo`, stage by stage ({runs_per} run(s) each; {cache})\n")
-    header = "| stage | " + " | ".join(f"{label} median s (min-max)" for label in labels)
+    print("Wall seconds: median (min-max); CPU seconds (all threads): median.\n")
     ratio = len(labels) == 2
-    print(header + (" | ratio |" if ratio else " |"))
-    print("|---" * (len(labels) + 1 + ratio) + "|")
+    header = [
+        "stage",
+        *(f"{label} wall" for label in labels),
+        *(f"{label} CPU" for label in labels),
+    ]
+    if ratio:
+        header += ["wall ratio", "CPU ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
     for stage, row in table:
-        cells = [
-            f"{row[label]['median']:.2f} ({row[label]['min']:.1f}-{row[label]['max']:.1f})"
-            for label in labels
-        ]
-        line = f"| {stage} | " + " | ".join(cells)
+        wall = [row[label]["wall"] for label in labels]
+        cpu = [row[label]["cpu"]["median"] for label in labels]
+        cells = [stage, *(f"{w['median']:.2f} ({w['min']:.1f}-{w['max']:.1f})" for w in wall)]
+        cells += [f"{c:.2f}" for c in cpu]
         if ratio:
-            base = row[labels[1]]["median"]
-            line += f" | {row[labels[0]]['median'] / base:.2f}" if base else " | "
-        print(line + " |")
+            cells += [
+                f"{wall[0]['median'] / wall[1]['median']:.2f}" if wall[1]["median"] else "",
+                f"{cpu[0] / cpu[1]:.2f}" if cpu[1] else "",
+            ]
+        print("| " + " | ".join(cells) + " |")
 
     print("\n## Mixture: convergence checks per run (R-hat <= 1.01, ESS >= 400, 0 divergences)\n")
     for label in labels:
@@ -206,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             ]
             print(f"- {label}, component {comp}: " + "; ".join(parts))
 
-    mixture = table[[s for s, _ in table].index("mixture model")][1][labels[0]]["median"]
+    mixture = dict(table)["mixture model"][labels[0]]["wall"]["median"]
     verdict = "meets" if mixture <= MIXTURE_TARGET_S else "MISSES"
     target = f"{MIXTURE_TARGET_S:.0f} s"
     print(f"\nMixture step {mixture:.1f} s (median, this checkout): {verdict} the {target} target")
