@@ -1,7 +1,7 @@
 """bayesperf: Bayesian performance models of microservices from distributed traces."""
 
 from bayesperf import datasets
-from bayesperf.errors import NotFittedError, TraceFormatError
+from bayesperf.errors import NotFittedError, TraceFormatError, TraceReadWarning
 from bayesperf.io import ReadReport, read_traces
 from bayesperf.simulate import simulate_traces
 from bayesperf.summaries import (
@@ -25,6 +25,7 @@ __all__ = [
     "PerformanceAnalyzer",
     "ReadReport",
     "TraceFormatError",
+    "TraceReadWarning",
     "TraceTransitionCounts",
     "TransitionCounts",
     "TransitionModel",

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -325,7 +324,15 @@ def loo(model) -> LooResult:
     --------
     >>> print(bayesperf.loo(model))  # doctest: +SKIP
     PSIS-LOO over 22,969 units in 1,512 cells: elpd -71234.5 (se 180.2), ...
+
+    Models that are conjugate (the nonparametric latency family) give their exact
+    leave-one-out values through ``model.exact_loo()``; those are used instead of
+    PSIS (Pareto k is then 0 everywhere).
     """
+    exact = None if isinstance(model, xr.DataTree) else getattr(model, "exact_loo", None)
+    values = exact() if exact is not None else None
+    if values is not None:
+        return _loo_result(*values, k=np.zeros(len(values[0])))
     _, ll_da, observed = _pointwise(model)
     name = ll_da.name
     counts = observed[name].to_numpy().astype(np.float64)
@@ -352,11 +359,18 @@ def loo(model) -> LooResult:
                 "observed_data": xr.Dataset({"ll": ("cell", counts[varying])}),
             }
         )
+        import arviz as az  # 6 s to import: only where PSIS is needed
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # per-cell k: summarised below
             result = az.loo(sub, pointwise=True)
         e[varying] = result.elpd_i.to_numpy()
         k[varying] = result.pareto_k.to_numpy()
+    return _loo_result(e, lppd_i, counts, k=k)
+
+
+def _loo_result(e: np.ndarray, lppd_i: np.ndarray, counts: np.ndarray, *, k: np.ndarray):
+    """Totals of per-cell LOO values ``e`` (and full-data ``lppd_i``), weighted by counts."""
     total = float(counts @ e)
     n = counts.sum()
     mean = total / n

@@ -49,5 +49,13 @@ class TraceFormatError(ValueError):
         super().__init__(message)
 
 
+class TraceReadWarning(UserWarning):
+    """A read kept fewer than half of the span records it saw.
+
+    The message names the source and the most common reason for the drops; the
+    :class:`~bayesperf.io.ReadReport` in ``attrs["read_report"]`` has every count.
+    """
+
+
 class NotFittedError(RuntimeError):
     """A model's results were asked for before :meth:`fit` was called."""

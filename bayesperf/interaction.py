@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,15 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.analysis._input import Traces, find_group, span_table, summary_digest
-from bayesperf.models.latency import OVERALL, LatencyModel
+from bayesperf.models.latency import NONPARAMETRIC, OVERALL, LatencyModel
 from bayesperf.models.mixture import MixtureModel
 from bayesperf.models.transitions import UNSEEN, TransitionModel
 from bayesperf.summaries.latency import summarize_latency
+
+
+class NoStartTimeWarning(UserWarning):
+    """Spans without start times: the Markov chain follows calls, not time order."""
+
 
 #: The seed's keys for the latency statistics, and the model statistic behind each.
 SEED_LATENCY_KEYS = {"mean": "mean", "median": "p50", "p95": "p95", "p99": "p99"}
@@ -48,8 +54,8 @@ class MicroserviceInteractionModel:
 
     Parameters
     ----------
-    family : {"lognormal", "gamma", "weibull"}, default "lognormal"
-        Latency family of the hierarchical pair model.
+    family : {"nonparametric", "lognormal", "gamma", "weibull"}, default "nonparametric"
+        Latency family of the pair model (:class:`~bayesperf.models.LatencyModel`).
     ci_prob : float, default 0.9
         Mass of the equal-tailed credible intervals added to every result.
     transition_mode : {"sequence", "calls"}, default "sequence"
@@ -74,7 +80,7 @@ class MicroserviceInteractionModel:
 
     def __init__(
         self,
-        family: str = "lognormal",
+        family: str = NONPARAMETRIC,
         *,
         ci_prob: float = 0.9,
         transition_mode: str = "sequence",
@@ -166,6 +172,12 @@ class MicroserviceInteractionModel:
     def build_markov_chain(self, traces: Traces) -> dict[str, dict[str, float]]:
         """Fit the Bayesian Markov chain of services; posterior mean probabilities.
 
+        In "sequence" mode the spans of a trace are ordered by their start time (the
+        ``start_time`` column, or ``timestamp``, ``startTime``, ``ts``, ... —
+        :data:`bayesperf.schema.START_TIME_ALIASES`). Traces without start times give
+        the "calls" chain instead (caller -> callee, from ``caller``/``callee`` or parent
+        links), with one :class:`NoStartTimeWarning` saying so.
+
         Returns
         -------
         dict
@@ -173,13 +185,27 @@ class MicroserviceInteractionModel:
             end of a trace), services ordered by how often requests enter there, then
             by traffic. Intervals: :meth:`transition_table`.
         """
-        needed = (S.TRACE_ID, S.SERVICE, S.START_TIME)
-        if self.transition_mode == "calls":
-            needed = (S.TRACE_ID, S.CALLER, S.CALLEE)
-        spans = span_table(traces, needed)
-        self.transition_model = TransitionModel(mode=self.transition_mode).fit(
-            spans, random_seed=self.random_seed
+        mode = self.transition_mode
+        if mode == "sequence":
+            spans = span_table(traces, (S.TRACE_ID, S.SERVICE))
+            if S.START_TIME not in spans.columns or spans[S.START_TIME].isna().all():
+                # Without times the order of spans is unknown, but calls are not.
+                warnings.warn(
+                    "the traces have no start times (no column named any of "
+                    f"{', '.join(S.START_TIME_ALIASES)}), so the order of services in a "
+                    "trace is unknown: the Markov chain is built from calls instead, "
+                    "caller -> callee (from parent links), as transition_mode='calls'",
+                    NoStartTimeWarning,
+                    stacklevel=2,
+                )
+                mode = "calls"
+        spans = span_table(
+            traces,
+            (S.TRACE_ID, S.SERVICE, S.START_TIME)
+            if mode == "sequence"
+            else (S.TRACE_ID, S.CALLER, S.CALLEE),
         )
+        self.transition_model = TransitionModel(mode=mode).fit(spans, random_seed=self.random_seed)
         full = self.transition_table()
         entry = full[full["source"] == S.START].set_index("target")["mean"]
         table = full[(full["source"] != S.START) & (full["target"] != UNSEEN)]
@@ -291,4 +317,4 @@ class MicroserviceInteractionModel:
         return model
 
 
-__all__ = ["SEED_LATENCY_KEYS", "MicroserviceInteractionModel"]
+__all__ = ["SEED_LATENCY_KEYS", "MicroserviceInteractionModel", "NoStartTimeWarning"]

@@ -57,6 +57,23 @@ SPAN_DTYPES: Final = {
     ERROR: "boolean",
 }
 
+#: Names a flat span table (the seed's ``parsed_traces.csv``) may give its start-time
+#: column, matched ignoring case; the first one present wins. Numbers in a column named
+#: other than ``start_time`` are Unix time in s, ms, µs or ns, told apart by magnitude.
+START_TIME_ALIASES: Final = (
+    START_TIME,
+    "startTime",
+    "start_timestamp",
+    "start_ts",
+    "startTimeUnixNano",
+    "start_time_unix_nano",
+    "timestamp",
+    "ts",
+    "start",
+    "begin",
+    "time",
+)
+
 #: Columns with service names: grouping keys and Markov-chain states.
 SERVICE_COLUMNS: Final = (SERVICE, CALLER, CALLEE)
 

@@ -21,6 +21,11 @@ Cases
        ``likelihood="binned"``); and binned gamma against a per-observation PyMC gamma
        model (20 pairs x 500 spans).
 
+Cases 1 and 2 also time the default model (``LatencyModel()``: the nonparametric family,
+exact draws without MCMC) on the same spans: in case 1 with the naive model's chains and
+draws, in case 2 with its defaults, plus the time of ``summary()`` (P50/P95/P99 with
+intervals for every pair).
+
 Every measured case runs in a fresh subprocess (its peak RSS, ``VmHWM``, is its own).
 Times include PyTensor/nutpie compilation; the compile and sampling parts are also
 reported separately (by timing ``nutpie.compile_pymc_model`` and ``nutpie.sample``).
@@ -394,6 +399,54 @@ def case1_bayesperf(p: dict) -> dict:
     return out
 
 
+def default_fit(summary, seed: int, sampler: dict) -> dict:
+    """Fit the default model (nonparametric) and time ``fit`` and ``summary``."""
+    import warnings
+
+    from bayesperf import LatencyModel
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        model = LatencyModel().fit(summary, random_seed=seed, **sampler)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        table = model.summary()
+        summary_s = time.perf_counter() - t0
+    warned = sorted({str(w.message)[:160] for w in caught if "onvergence" in str(type(w.message))})
+    post = model.idata.posterior
+    return {
+        "family": model.family,
+        "draws": int(post.sizes["chain"] * post.sizes["draw"]),
+        "fit_s": fit_s,
+        "summary_s": summary_s,
+        "diag": diagnostics(model.idata),
+        "warnings": warned,
+        "p99_median": table["p99_median"].iloc[:-1].tolist(),
+    }
+
+
+def case_default(p: dict) -> dict:
+    """Cases 1 and 2, default model: summarize + fit (+ summary) on the same spans."""
+    from bayesperf import summarize_latency
+
+    counts = pair_counts(p["pairs"], p["spans"], p["data_seed"])
+    spans, _, _ = span_table("lognormal", p["pairs"], counts, p["data_seed"])
+    t0 = time.perf_counter()
+    summary = summarize_latency(spans)
+    t_sum = time.perf_counter() - t0
+    del spans
+    fit = default_fit(summary, p["seed"], p["sampler"])
+    return {
+        "spans": int(counts.sum()),
+        "pairs": p["pairs"],
+        "summarize_s": t_sum,
+        **fit,
+        "total_s": t_sum + fit["fit_s"],
+        "peak_rss": peak_rss_bytes(),
+    }
+
+
 def case1_naive(p: dict) -> dict:
     """Case 1, naive side: per-observation PyMC model on the same spans."""
     from bayesperf import summarize_latency
@@ -565,6 +618,7 @@ def case3_gamma_naive(p: dict) -> dict:
 
 
 CHILD_CASES = {
+    "default": case_default,
     "c1_bayesperf": case1_bayesperf,
     "c1_naive": case1_naive,
     "c2": case2,
@@ -582,7 +636,13 @@ def library_fingerprint() -> str:
 
     root = Path(bayesperf.__file__).parent
     digest = hashlib.sha256()
-    for name in ("models/latency.py", "models/families.py", "models/_base.py"):
+    for name in (
+        "models/latency.py",
+        "models/families.py",
+        "models/_base.py",
+        "models/nonparametric.py",
+        "models/draws.py",
+    ):
         digest.update((root / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -687,6 +747,21 @@ def run_case1(sizes: dict, sampler: dict) -> dict:
             )
             runs.append({"size": reduced, "bayesperf": bp_red, "naive": nv_red})
     for run in runs:
+        print(f"[1] default model, {run['size']:,} spans ...", file=sys.stderr, flush=True)
+        # The naive model's chains and draws (the default draws exactly: no tuning).
+        same = {"chains": sampler["chains"], "draws": sampler["draws"]}
+        run["default"] = run_child(
+            "default",
+            {
+                "pairs": pairs,
+                "spans": run["size"],
+                "seed": FIT_SEED,
+                "sampler": same,
+                "data_seed": SEED,
+            },
+        )
+        run["default_time_ratio"] = run["naive"]["fit_s"] / run["default"]["total_s"]
+    for run in runs:
         bp, nv = run["bayesperf"], run["naive"]
         run["time_ratio"] = nv["fit_s"] / bp["total_s"]
         run["vs_naive"] = compare(bp["p99"], nv["p99"], bp["n"], bp["labels"])
@@ -713,7 +788,7 @@ def run_case2(sizes: dict, sampler: dict) -> dict:
         file=sys.stderr,
         flush=True,
     )
-    return run_child(
+    out = run_child(
         "c2",
         {
             "spans": sizes["c2_spans"],
@@ -722,6 +797,18 @@ def run_case2(sizes: dict, sampler: dict) -> dict:
             "samplers": {"defaults": {}, "light": sampler if sizes is QUICK else CASE2_LIGHT},
         },
     )
+    print("[2] default model ...", file=sys.stderr, flush=True)
+    out["default"] = run_child(
+        "default",
+        {
+            "spans": sizes["c2_spans"],
+            "pairs": sizes["c2_pairs"],
+            "seed": FIT_SEED,
+            "sampler": {},
+            "data_seed": SEED + 2,
+        },
+    )
+    return out
 
 
 def run_case3(sizes: dict, sampler: dict) -> dict:
@@ -816,6 +903,20 @@ def report_case1(r: dict) -> str:
             f"| {_pct(f['median_all']['max'])} / {_pct(f['width_all']['max'])} "
             f"| {_pct(f['median_rich']['max'])} / {_pct(f['width_rich']['max'])} |"
         )
+    lines += [
+        "",
+        "Default model (nonparametric, exact draws; the naive model's chains and draws):",
+        "",
+        "| spans | summarize s | fit s | summarize + fit s | summary() s "
+        "| time ratio naive / default | R-hat max / ESS bulk min / ESS tail min / div |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in r["runs"]:
+        d = run["default"]
+        lines.append(
+            f"| {run['size']:,} | {d['summarize_s']:.2f} | {d['fit_s']:.2f} | {d['total_s']:.2f} "
+            f"| {d['summary_s']:.2f} | {run['default_time_ratio']:.0f}x | {_diag(d['diag'])} |"
+        )
     lines += ["", f"Naive model: {r['note']}."]
     if r["reduced_size"] is not None:
         bp = r["bayesperf_full"]
@@ -856,7 +957,15 @@ def report_case2(r: dict) -> str:
             f"| {fit['compile_s']:.1f} | {fit['sample_s']:.1f} | {fit['other_s']:.1f} "
             f"| {fit['total_s']:.1f} | {_diag(fit['diag'])} |"
         )
+    d = r["default"]
+    lines.append(
+        f"| default model (nonparametric, {d['draws']:,} exact draws) | {d['summarize_s']:.2f} "
+        f"| {d['fit_s']:.1f} | - | - | - | {d['total_s']:.1f} | {_diag(d['diag'])} |"
+    )
     lines += [
+        "",
+        f"Default model: summary() of every pair {d['summary_s']:.1f} s; "
+        f"peak RSS {d['peak_rss'] / 1e6:,.0f} MB.",
         "",
         f"Span table {r['table_bytes'] / 1e6:,.0f} MB; peak RSS {r['peak_rss'] / 1e6:,.0f} MB "
         f"(after imports {r['rss_after_imports'] / 1e6:,.0f} MB, with the span table "
@@ -929,6 +1038,8 @@ def verdicts(results: dict) -> str:
         lines += [
             f"- time ratio >= 50x: {run['time_ratio']:.1f}x{where} -> "
             f"{'MET' if run['time_ratio'] >= 50 else 'NOT MET'}",
+            f"- default model >= 50x faster than naive: {run['default_time_ratio']:.0f}x{where} -> "
+            f"{'MET' if run['default_time_ratio'] >= 50 else 'NOT MET'}",
             "- P99 median max rel diff <= 1%: "
             f"{_pct(run['vs_naive']['median_all']['max'])} all pairs, "
             f"{_pct(run['vs_naive']['median_rich']['max'])} pairs with n >= 1000 "
@@ -955,6 +1066,11 @@ def verdicts(results: dict) -> str:
                 f"{'converged' if converged else 'NOT converged'}"
                 f" (peak RSS {r['peak_rss'] / 1e6:,.0f} MB)"
             )
+        d = r["default"]
+        lines.append(
+            f"- 10^7 summarize + fit <= 20 s (default model): {d['total_s']:.1f} s -> "
+            f"{'MET' if d['total_s'] <= 20 else 'NOT MET'}"
+        )
     return "\n".join(lines)
 
 

@@ -76,3 +76,13 @@ def test_report_is_listed_with_its_exit_codes(capsys):
         main(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal
     assert "--quick" in text and "--components" in text and "3: a convergence" in text
+
+
+def test_family_names_agree_with_the_models():
+    """The CLI spells the families without importing the models; they must agree."""
+    from bayesperf.cli import LATENCY_FAMILIES
+    from bayesperf.models.latency import FAMILIES, LatencyModel
+    from bayesperf.report import ReportOptions
+
+    assert LATENCY_FAMILIES == FAMILIES
+    assert ReportOptions().family == LatencyModel().family == FAMILIES[0]

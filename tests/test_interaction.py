@@ -13,6 +13,8 @@ import pytest
 import bayesperf
 from bayesperf import MicroserviceInteractionModel
 from bayesperf import schema as S
+from bayesperf.interaction import NoStartTimeWarning
+from bayesperf.models import ConvergenceWarning
 from bayesperf.simulate import Call, CallGraph, LogNormal, Mixture, simulate_traces
 
 FAST = {"draws": 300, "tune": 300, "chains": 2}
@@ -51,7 +53,7 @@ def fitted(spans):
 
 def test_latency_keys_intervals_and_pairs(fitted, spans):
     overall = fitted.fit_latency_distribution(spans)
-    assert overall["distribution"] == "lognormal"
+    assert overall["distribution"] == "nonparametric"  # the default latency family
     assert overall["n"] == len(spans)
     for key in ("mean", "median", "p95", "p99"):
         assert overall[f"{key}_lower"] <= overall[key] <= overall[f"{key}_upper"]
@@ -153,25 +155,26 @@ def adapted(cell: str, csv: Path, models: Path) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.slow
-def test_seed_notebook_runs_unmodified(tmp_path):
-    """Every seed cell runs on the bundled traces written as the seed's parsed_traces.csv."""
+def run_seed(csv: Path, tmp_path: Path) -> tuple[str, dict, list]:
+    """Run every seed cell, unmodified but for imports and paths; output, names, warnings."""
     import matplotlib
 
     matplotlib.use("Agg")
-    csv = tmp_path / "parsed_traces.csv"
-    bayesperf.datasets.load_online_boutique().to_csv(csv, index=False)
     cells = seed_cells(SEED_NOTEBOOK.read_text())
     assert len(cells) == 9  # the imports and the eight numbered sections
     namespace: dict = {}
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")  # plt.show() on Agg
+    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         for cell in cells:
             exec(adapted(cell, csv, tmp_path / "models" / "interaction_models.pkl"), namespace)
-    printed = out.getvalue()
-    assert "Loaded 22969 trace records" in printed
-    for line in ("Distribution: lognormal", "P99:", "Call count:", "Number of states:"):
+    shown = [w for w in caught if "non-interactive" not in str(w.message)]  # plt.show() on Agg
+    return out.getvalue(), namespace, shown
+
+
+def check_seed_output(printed: str, namespace: dict, n_spans: int) -> None:
+    assert f"Loaded {n_spans} trace records" in printed
+    for line in ("Distribution: nonparametric", "P99:", "Number of states:"):
         assert line in printed
     assert printed.count("Path ") == 3
     assert "Performance Hotspots:" in printed
@@ -182,3 +185,96 @@ def test_seed_notebook_runs_unmodified(tmp_path):
     stats = namespace["latency_stats"]
     assert stats["p99_lower"] <= stats["p99"] <= stats["p99_upper"]
     assert np.isfinite(list(namespace["latency_model"].values())[1:6]).all()
+
+
+@pytest.mark.slow
+def test_seed_notebook_runs_unmodified(tmp_path):
+    """Every seed cell runs on the bundled traces written as the seed's parsed_traces.csv."""
+    csv = tmp_path / "parsed_traces.csv"
+    bayesperf.datasets.load_online_boutique().to_csv(csv, index=False)
+    printed, namespace, caught = run_seed(csv, tmp_path)
+    assert not [w for w in caught if not issubclass(w.category, ConvergenceWarning)]
+    check_seed_output(printed, namespace, 22969)
+    assert "Call count:" in printed
+
+
+# ------------------------------------------- the seed on differently shaped CSV files
+#: parsed_traces.csv shapes users write: the columns kept, and how the start time is named
+#: and written (None: no time column at all).
+SHAPES = {
+    "timestamp": (
+        ["trace_id", "span_id", "parent_id", "service", "caller", "callee", "latency"],
+        "timestamp",  # ISO-8601 text, as pandas writes datetimes
+    ),
+    "start_time": (["trace_id", "span_id", "parent_id", "service", "operation", "latency"], None),
+    "no time": (
+        ["trace_id", "span_id", "parent_id", "service", "caller", "callee", "latency"],
+        None,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def nezha_spans(shared_data):
+    """A few hundred real traces: the first 120 of Nezha's fault-free minute."""
+    path = shared_data / "nezha-onlineboutique" / "fault_free" / "2022-08-23_17_00_trace.csv"
+    spans = bayesperf.read_traces(path)
+    first = spans["trace_id"].drop_duplicates().iloc[:120]
+    return spans[spans["trace_id"].isin(first)].reset_index(drop=True)
+
+
+def write_shape(spans: pd.DataFrame, shape: str, path: Path) -> Path:
+    columns, time_name = SHAPES[shape]
+    frame = spans[columns].copy()
+    if shape == "timestamp":
+        frame[time_name] = spans["start_time"]  # written as "2022-08-23 17:00:...+00:00"
+    elif shape == "start_time":
+        frame["start_time"] = spans["start_time"].astype("int64")  # Unix nanoseconds
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_seed_notebook_on_differently_shaped_csv_files(nezha_spans, shape, tmp_path):
+    """The seed's cells, unmodified, on parsed_traces.csv with `timestamp`, with
+    `start_time`, and with no time column (then the chain follows calls, saying so once)."""
+    csv = write_shape(nezha_spans, shape, tmp_path / "parsed_traces.csv")
+    printed, namespace, caught = run_seed(csv, tmp_path)
+    check_seed_output(printed, namespace, len(nezha_spans))
+    others = [w for w in caught if not issubclass(w.category, ConvergenceWarning)]
+    no_time = [w for w in others if issubclass(w.category, NoStartTimeWarning)]
+    assert len(no_time) == (1 if shape == "no time" else 0)
+    assert others == no_time
+    # The chain the seed printed is the one built from the canonical table: in time
+    # order where the file has times, from calls where it has none.
+    mode = "calls" if shape == "no time" else "sequence"
+    expected = MicroserviceInteractionModel(transition_mode=mode).build_markov_chain(nezha_spans)
+    assert namespace["transition_probs"] == expected
+
+
+def test_start_time_aliases_give_the_same_chain(spans):
+    """timestamp / startTime / ts columns (ISO text or Unix s, ms, µs, ns) order spans."""
+    expected = MicroserviceInteractionModel().build_markov_chain(spans)
+    ns = spans["start_time"].astype("int64")
+    for name, values in [
+        ("timestamp", spans["start_time"].astype(str)),
+        ("startTime", ns // 1_000),
+        ("ts", ns // 1_000_000),
+        ("Start", ns / 1e9),
+    ]:
+        frame = spans.drop(columns=["start_time"]).assign(**{name: values})
+        assert MicroserviceInteractionModel().build_markov_chain(frame) == expected, name
+
+
+def test_no_start_time_builds_the_calls_chain_with_one_warning(spans):
+    frame = spans.drop(columns=["start_time"])
+    with pytest.warns(NoStartTimeWarning, match="built from calls") as caught:
+        chain = MicroserviceInteractionModel().build_markov_chain(frame)
+    assert len(caught) == 1
+    assert chain == MicroserviceInteractionModel(transition_mode="calls").build_markov_chain(spans)
+    # Parent links alone (no caller/callee columns) give the same calls.
+    links = frame.drop(columns=["caller", "callee"])
+    with pytest.warns(NoStartTimeWarning):
+        assert MicroserviceInteractionModel().build_markov_chain(links) == chain

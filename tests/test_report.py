@@ -119,7 +119,9 @@ def test_writes_every_file_and_exit_code_follows_the_checks(report):
         assert (out / "figures" / f"{key}.png").stat().st_size > 0, key
     assert (out / "comparison.csv").is_file()
     diagnostics = pd.read_csv(out / "diagnostics.csv")
-    assert set(diagnostics["model"]) == {"latency", "mixture"}
+    assert set(diagnostics["model"]) == {"latency", "latency, held-out half", "mixture"}
+    check = pd.read_csv(out / "holdout_check.csv")
+    assert len(check) > 0 and set(check["covered"]) <= {True, False}
     # 3 exactly when a check failed (short --quick chains usually fail some).
     assert report["code"] == (0 if diagnostics["ok"].all() else 3)
     assert f"wrote {out / 'report.html'}" in report["stdout"]
@@ -183,7 +185,8 @@ def test_csvs_round_trip_and_match_the_saved_models(report):
         pd.read_csv(out / "mixture_summary.csv", index_col=0), mixture.summary()
     )
     comparison = pd.read_csv(out / "comparison.csv", index_col=0)
-    assert comparison.index.tolist()[0] == "mixture (K=2)"  # four modes: a mixture wins
+    # Four modes: the nonparametric model follows all of them, a 2-component mixture cannot.
+    assert comparison.index.tolist() == ["nonparametric (one distribution)", "mixture (K=2)"]
 
 
 def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
@@ -225,7 +228,7 @@ def test_without_the_mixture_the_report_says_why(small_traces, tmp_path, monkeyp
     assert page.missing == ["mixture"]
     assert set(page.figures) == set(FIGURES) - {"mixture"}
     assert "not available in this bayesperf installation" in result.html.read_text()
-    assert set(result.diagnostics["model"]) == {"latency"}
+    assert set(result.diagnostics["model"]) == {"latency", "latency, held-out half"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

@@ -26,7 +26,8 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
 
     A path is read with :func:`bayesperf.read_traces`. A table without ``caller`` /
     ``callee`` but with ``service`` (and ``span_id`` / ``parent_id`` links) is completed
-    the way the canonical CSV reader does it.
+    the way the canonical CSV reader does it; so is a start-time column under another
+    common name (``timestamp``, ``startTime``, ``ts``, ...), which becomes ``start_time``.
 
     Examples
     --------
@@ -50,6 +51,11 @@ def span_table(traces: Traces, required: Sequence[str], *, what: str = "traces")
         )
     if len(traces) == 0:
         raise ValueError(f"{what} hold no spans: nothing to analyse")
+    if S.START_TIME not in traces.columns:
+        from bayesperf.io.canonical_csv import with_start_time
+
+        # ``timestamp``, ``startTime``, ``ts``, ... (schema.START_TIME_ALIASES)
+        traces = with_start_time(traces, what, lambda i: f"row {i}")
     needs_pairs = {S.CALLER, S.CALLEE} & set(required)
     if needs_pairs and not needs_pairs <= set(traces.columns) and S.SERVICE in traces.columns:
         from bayesperf.io import read_traces
@@ -136,22 +142,6 @@ def find_group(model: LatencyModel, key: str | Sequence[str | None]) -> int:
             f"by {model.by}, e.g. {known}"
         )
     return int(groups.get_loc(label))
-
-
-def stacked_params(
-    model: LatencyModel, max_draws: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior (location, shape) draws as arrays of shape (groups, samples).
-
-    At most ``max_draws`` evenly spaced samples are kept (deterministic thinning).
-    """
-    post = model.idata.posterior
-    loc = post["location"].stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-    shape = post["shape"].stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-    if max_draws is not None and loc.shape[-1] > max_draws:
-        keep = np.linspace(0, loc.shape[-1] - 1, max_draws).astype(np.int64)
-        loc, shape = loc[:, keep], shape[:, keep]
-    return loc, shape
 
 
 def stacked(da) -> np.ndarray:

@@ -22,7 +22,7 @@ from bayesperf.analysis import anomalies as _anomalies
 from bayesperf.analysis import hotspots as _hotspots
 from bayesperf.analysis import regression as _regression
 from bayesperf.analysis._input import Traces, find_group, span_table, summary_digest
-from bayesperf.models.latency import LatencyModel, LatencyPriors, Pooling
+from bayesperf.models.latency import NONPARAMETRIC, LatencyModel, LatencyPriors, Pooling
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
 #: Seed-style keys of :meth:`PerformanceAnalyzer.analyze_latency_distribution`, and the
@@ -37,8 +37,9 @@ class PerformanceAnalyzer:
 
     Parameters
     ----------
-    family : {"lognormal", "gamma", "weibull"}, default "lognormal"
-        Latency family of the :class:`~bayesperf.models.LatencyModel` behind every answer.
+    family : {"nonparametric", "lognormal", "gamma", "weibull"}, default "nonparametric"
+        Latency family of the :class:`~bayesperf.models.LatencyModel` behind every answer
+        (its default: intervals that hold on held-out real traces).
     by : str or sequence of str, default ("caller", "callee")
         Grouping of spans: a caller→callee pair by default.
     pooling : {"partial", "none", "complete"}, default "partial"
@@ -79,7 +80,7 @@ class PerformanceAnalyzer:
 
     def __init__(
         self,
-        family: str = "lognormal",
+        family: str = NONPARAMETRIC,
         *,
         by: By = (S.CALLER, S.CALLEE),
         pooling: Pooling = "partial",

@@ -6,18 +6,22 @@ Per span
     latency at least as extreme as the observed one, ``p = P(Y_new ≥ y | baseline)``
     (``tail="upper"``; ``"lower"``: ``P(Y_new ≤ y)``; ``"both"``: twice the smaller).
 
-    ``predictive="model"`` uses the family alone: ``p = mean over posterior draws of
-    1 - F(y | θ)``. Real latency often has tails the family misses (a 1% mode of
-    80 ms spikes beside a 1 ms bulk): on the fault-free Online Boutique minute this flags
-    27% of the traces, though nothing was wrong with them. ``predictive="splice"`` (the
+    ``predictive="model"`` uses the model alone: ``p = mean over posterior draws of
+    1 - F(y | θ)``. A parametric family often misses real tails (a 1% mode of 80 ms
+    spikes beside a 1 ms bulk): with the lognormal family, on the fault-free Online
+    Boutique minute this flags 27% of the traces, though nothing was wrong with them.
+    The nonparametric family (the default) follows the baseline's own spans, so there
+    the two predictives differ only in ties and in the tail's shape. ``predictive="splice"`` (the
     default) trusts the baseline's spans where it has them and the model beyond them:
 
     ``p = (N(y) + T(y)) / (n + 1)``,
 
     with ``n`` baseline spans of the group, ``N(y)`` of them at least as extreme as
     ``y``, and ``T(y) = 1`` inside the baseline's range; beyond its most extreme span
-    ``a``, ``T(y) = P(Y ≥ y) / P(Y ≥ a)`` under the family's posterior predictive (the
-    model's extrapolation of the tail past the data). Inside the range this is the
+    ``a``, ``T(y) = P(Y ≥ y | Y ≥ a)``: the model's extrapolation of the tail past the
+    data (:meth:`~bayesperf.models.draws.LatencyDraws.tail_beyond`; for a parametric
+    family the ratio of its predictive tails, for the nonparametric family its Pareto
+    tail anchored at ``a``). Inside the range this is the
     conformal rank p-value, exactly valid for a span exchangeable with the baseline
     whatever the true distribution; beyond it, valid when the family's tail shape is
     right. It is the posterior predictive of a Dirichlet process with concentration 1
@@ -57,7 +61,8 @@ import numpy as np
 import pandas as pd
 
 from bayesperf import schema as S
-from bayesperf.analysis._input import group_codes, stacked_params
+from bayesperf.analysis._input import group_codes
+from bayesperf.models.draws import LatencyDraws
 from bayesperf.models.latency import LatencyModel
 
 Tail = Literal["upper", "lower", "both"]
@@ -123,8 +128,7 @@ def tail_probabilities(
     edges = summary.edges
     # Below the clock resolution a latency is only known to lie in [0, edges[1]).
     censor_at = float(edges[1]) if edges[0] == 0 else 0.0
-    loc, shape = stacked_params(model, max_draws)
-    family = model._family
+    draws = model.latency_draws(max_draws)
     out = np.full(len(y), np.nan)
     n_bins = summary.bin_counts.shape[1]
     for g in np.unique(codes[codes >= 0]):
@@ -133,20 +137,19 @@ def tail_probabilities(
         upper = lower = None
         if predictive == "model":
             if tail in ("upper", "both"):
-                upper = 1.0 - _mean_cdf(family, yg, loc[g], shape[g])
+                upper = 1.0 - _mean_cdf(draws, g, yg)
             if tail in ("lower", "both"):
-                lower = _mean_cdf(family, np.maximum(yg, censor_at), loc[g], shape[g])
+                lower = _mean_cdf(draws, g, np.maximum(yg, censor_at))
         else:
             b = np.clip(np.searchsorted(edges, yg, side="right") - 1, 0, n_bins - 1)
             counts = summary.bin_counts[g]
             if tail in ("upper", "both"):
-                upper = _spliced(family, loc[g], shape[g], counts, edges, b, yg, leave_one_out)
+                upper = _spliced(draws, g, counts, edges, b, yg, leave_one_out)
             if tail in ("lower", "both"):
                 # Mirror the bins: the lower tail is the upper tail of the reversed grid.
                 lower = _spliced(
-                    family,
-                    loc[g],
-                    shape[g],
+                    draws,
+                    g,
                     counts[::-1],
                     edges,
                     n_bins - 1 - b,
@@ -165,9 +168,8 @@ def tail_probabilities(
 
 
 def _spliced(
-    family,
-    loc: np.ndarray,
-    shape: np.ndarray,
+    draws: LatencyDraws,
+    g: int,
     counts: np.ndarray,
     edges: np.ndarray,
     b: np.ndarray,
@@ -199,25 +201,18 @@ def _spliced(
         # Upper tail: the top occupied bin's upper edge; lower tail: the bottom one's
         # lower edge (bins reversed, so edge index n_edges - 1 - (last + 1)).
         anchor = edges[n_edges - 2 - last] if lower else edges[last + 1]
-        yb = y[beyond]
-        if lower:
-            tail_y = _mean_cdf(family, yb, loc, shape)
-            tail_a = _mean_cdf(family, np.array([anchor]), loc, shape)[0]
-        else:
-            tail_y = 1.0 - _mean_cdf(family, yb, loc, shape)
-            tail_a = 1.0 - _mean_cdf(family, np.array([anchor]), loc, shape)[0]
-        ratio = np.clip(tail_y / tail_a, 0.0, 1.0) if tail_a > 0 else np.zeros(len(yb))
-        p[beyond] = ratio / (n + 1.0)
+        p[beyond] = draws.tail_beyond(g, anchor, y[beyond], lower=lower) / (n + 1.0)
     return p
 
 
-def _mean_cdf(family, values: np.ndarray, loc: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """Posterior mean of the family CDF at each value (``loc``/``shape``: one group's draws)."""
+def _mean_cdf(draws: LatencyDraws, g: int, values: np.ndarray) -> np.ndarray:
+    """Posterior mean of group ``g``'s CDF at each value (the predictive CDF)."""
     out = np.empty(len(values))
-    step = max(1, _BLOCK // max(len(loc), 1))
+    every = np.arange(draws.n_draws)[None, :]
+    step = max(1, _BLOCK // max(draws.n_draws, 1))
     for start in range(0, len(values), step):
         block = values[start : start + step, None]
-        out[start : start + step] = family.cdf(block, loc[None, :], shape[None, :]).mean(axis=-1)
+        out[start : start + step] = draws.cdf(block, g, every).mean(axis=-1)
     return out
 
 

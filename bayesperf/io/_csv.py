@@ -99,14 +99,36 @@ def read_csv(
         # .gz by the extension.
         table = pacsv.read_csv(str(path), convert_options=options)
     except Exception as exc:  # pyarrow raises ArrowInvalid, gzip raises EOFError, ...
-        where = _bad_line(path, len(names))
+        where = _bad_line(path, len(names)) or _first_line_not_utf8(path)
         raise TraceFormatError(
             f"cannot parse CSV: {exc}".strip(),
             source=path,
             where=where,
             expected="a well-formed CSV file",
         ) from exc
+    binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+    if binary:  # pyarrow keeps text that is not UTF-8 as bytes
+        raise TraceFormatError(
+            f"column(s) {binary} hold text that is not UTF-8",
+            source=path,
+            where=_first_line_not_utf8(path),
+            expected="a UTF-8 encoded CSV file",
+        )
     return table.to_pandas(types_mapper=_TYPES)
+
+
+def _first_line_not_utf8(path: Path) -> str | None:
+    """The first line that does not decode as UTF-8, if the file can be scanned."""
+    try:
+        with open_binary(path) as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return f"line {number}"
+    except Exception:  # a truncated or broken gzip: the parse error says enough
+        return None
+    return None
 
 
 def _bad_line(path: Path, n_fields: int) -> str | None:

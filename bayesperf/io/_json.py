@@ -408,6 +408,111 @@ def shape_error(path: _Source, where: str, value: Any, expected: str) -> TraceFo
     )
 
 
+#: Where OTLP sits one level down in the responses of trace backends' query APIs.
+OTLP_WRAPPERS = {
+    "result": "a Jaeger v2 /api/v3 response",
+    "trace": "a Tempo /api/v2/traces response",
+}
+
+
+def json_encoding(doc: Any) -> str | None:
+    """Name the trace encoding a parsed JSON document is in, or None if unrecognised.
+
+    Used in the messages that refuse a document, so that the user learns what the file
+    is and which ``format=`` reads it.
+
+    Parameters
+    ----------
+    doc : Any
+        The parsed JSON document (or one JSON line of it).
+
+    Returns
+    -------
+    str or None
+        A short description, ending with the format that reads it where there is one.
+
+    Examples
+    --------
+    >>> json_encoding({"result": {"resourceSpans": []}})
+    "a Jaeger v2 /api/v3 response (OTLP JSON; format='otlp')"
+    >>> json_encoding({"spans": [{"traceId": "1", "spanId": "2"}]})
+    'the Jaeger domain model (protobuf JSON): ids spelled traceId, not traceID'
+    >>> json_encoding([{"traceId": "a", "id": "b", "localEndpoint": {}}])
+    "Zipkin v2 JSON (format='zipkin')"
+    >>> json_encoding(7) is None
+    True
+
+    """
+    if isinstance(doc, dict):
+        if "resourceSpans" in doc:
+            return "OTLP JSON (format='otlp')"
+        for key, what in OTLP_WRAPPERS.items():
+            if isinstance(doc.get(key), dict) and "resourceSpans" in doc[key]:
+                return f"{what} (OTLP JSON; format='otlp')"
+        if "batches" in doc:
+            return "a Tempo /api/traces response (OTLP JSON; format='otlp')"
+        if "error" in doc and len(doc) == 1:
+            return f"an error response from a query API: {preview(doc['error'])}"
+        if "data" in doc:
+            return "Jaeger query-API JSON (format='jaeger')"
+        spans = doc.get("spans")
+        if isinstance(spans, list):
+            # A trace envelope ("spans" beside "processes"/"processMap") is Jaeger's.
+            first = spans[0] if spans else None
+            if isinstance(first, dict) and "traceID" not in first and "traceId" in first:
+                return _DOMAIN_MODEL
+            return _span_encoding(first) or "one Jaeger trace (format='jaeger')"
+        return _span_encoding(doc)
+    if isinstance(doc, list) and doc:
+        first = doc[0]
+        if isinstance(first, list) and first:
+            first = first[0]
+        if isinstance(first, dict) and "spans" in first:
+            return "a list of Jaeger traces (format='jaeger')"
+        return _span_encoding(first)
+    return None
+
+
+_DOMAIN_MODEL = "the Jaeger domain model (protobuf JSON): ids spelled traceId, not traceID"
+
+
+def _span_encoding(span: Any) -> str | None:
+    """Name the encoding of one span object (None if unrecognised)."""
+    if not isinstance(span, dict):
+        return None
+    if "traceID" in span or "spanID" in span:
+        return "Jaeger spans (format='jaeger')"
+    if "operationName" in span and ("traceId" in span or "spanId" in span):
+        return _DOMAIN_MODEL
+    if "spanId" in span and "traceId" in span:
+        return "OTLP spans without their resourceSpans envelope"
+    if "traceId" in span and "id" in span:
+        v1 = "binaryAnnotations" in span or any(
+            isinstance(a, dict) and "endpoint" in a for a in span.get("annotations") or ()
+        )
+        return "Zipkin v1 JSON (format='zipkin')" if v1 else "Zipkin v2 JSON (format='zipkin')"
+    return None
+
+
+def wrong_document(path: _Source, where: str, doc: Any, expected: str) -> TraceFormatError:
+    """Return the error for a document that is not in the reader's format.
+
+    Takes what :func:`shape_error` takes, and names the encoding found
+    (:func:`json_encoding`) when it is recognisable, else the value's type and preview.
+
+    Examples
+    --------
+    >>> str(wrong_document("t.json", "top level", {"batches": []}, "a list of spans"))
+    "t.json: top level: this is a Tempo /api/traces response (OTLP JSON; format='otlp') \
+(expected a list of spans)"
+
+    """
+    encoding = json_encoding(doc)
+    if encoding is None:
+        return shape_error(path, where, doc, expected)
+    return TraceFormatError(f"this is {encoding}", source=path, where=where, expected=expected)
+
+
 def iter_objects(
     items: Any, path: _Source, where: str, *, expected_list: str, expected_item: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -613,19 +718,16 @@ def micros_start_ns(value: Any, path: _Source, where: str) -> int | None:
     micros = number(value, path, where, expected="microseconds as a number")
     if micros is None:
         return None
-    if isinstance(micros, float):
-        if not math.isfinite(micros):
-            raise TraceFormatError(
-                f"{micros!r} is not a time", source=path, where=where, expected="Unix microseconds"
-            )
-        ns = round(micros * 1000)
-    else:
-        ns = micros * 1000
+    if isinstance(micros, float) and not math.isfinite(micros):
+        raise TraceFormatError(
+            f"{micros!r} is not a time", source=path, where=where, expected="Unix microseconds"
+        )
+    ns = micros * 1000
     if not -INT64_MAX <= ns <= INT64_MAX:
         raise TraceFormatError(
             f"{micros!r} is out of range", source=path, where=where, expected="Unix microseconds"
         )
-    return ns
+    return round(ns)
 
 
 def micros_latency_ms(value: Any, path: _Source, where: str) -> float:

@@ -8,6 +8,7 @@ column names, in canonical units (milliseconds, UTC).
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayesperf import schema as S
-from bayesperf.errors import TraceFormatError
+from bayesperf.errors import TraceFormatError, TraceReadWarning
 from bayesperf.io import report as R
 
 #: Columns every reader must produce.
@@ -65,6 +66,8 @@ def coerce(raw: RawSpans) -> pd.DataFrame:
 
     Returns a frame with canonical columns whose types are settled (strings for ids,
     float ms for latency, UTC datetimes for start time) but rows not yet filtered.
+    Start times beyond what ``datetime64[ns]`` holds become missing and are flagged
+    in ``raw.flagged`` (``start_time_out_of_range``).
     """
     frame = raw.frame
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -84,10 +87,34 @@ def coerce(raw: RawSpans) -> pd.DataFrame:
             out[col] = _as_name(frame[col])
     out[S.LATENCY] = as_float(frame[S.LATENCY], S.LATENCY, raw.source, raw.locate)
     if S.START_TIME in frame.columns:
-        out[S.START_TIME] = _as_time(frame[S.START_TIME], raw)
+        out[S.START_TIME], out_of_range = _as_time(frame[S.START_TIME], raw)
+        if out_of_range.any():
+            previous = raw.flagged.get(R.START_TIME_OUT_OF_RANGE, False)
+            raw.flagged[R.START_TIME_OUT_OF_RANGE] = out_of_range | previous
     if S.ERROR in frame.columns:
         out[S.ERROR] = _as_bool(frame[S.ERROR], raw)
     return out
+
+
+def to_ns(
+    col: pd.Series, factor: int, name: str, source: str, locate: Callable[[int], str]
+) -> pd.Series:
+    """Times counted in units of ``factor`` ns, as nanoseconds; missing cells stay missing.
+
+    Integer columns stay integers (nullable ``Int64``: exact, where float64 ns loses
+    ~256 ns) unless a value would overflow int64 ns; then the column is float and
+    :func:`build_span_table` flags the times it cannot hold.
+
+    Examples
+    --------
+    >>> to_ns(pd.Series([1, None], dtype="Int64"), 1_000, "ts", "t.csv", str).tolist()
+    [1000, <NA>]
+    """
+    if pd.api.types.is_integer_dtype(col):
+        ints = col.astype("Int64")
+        if not (ints.abs() > _INT64_MAX // factor).any():
+            return ints * factor
+    return as_float(col, name, source, locate) * factor
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -136,18 +163,32 @@ def as_float(col: pd.Series, name: str, source: str, locate: Callable[[int], str
     return converted.astype("float64")
 
 
-def _as_time(col: pd.Series, raw: RawSpans) -> pd.Series:
+#: Float nanoseconds at or beyond this magnitude do not fit int64 (nor datetime64[ns]).
+_NS_LIMIT = 2.0**63
+_INT64_MAX = 2**63 - 1
+
+
+def _as_time(col: pd.Series, raw: RawSpans) -> tuple[pd.Series, np.ndarray]:
+    """UTC datetimes from datetimes or Unix nanoseconds, and the rows out of range.
+
+    Fractional nanoseconds are rounded; times that ``datetime64[ns]`` cannot hold (and
+    infinities) become missing, and the second value marks them.
+    """
+    none = np.zeros(len(col), dtype=bool)
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
+        return col.dt.tz_convert("UTC").astype(S.SPAN_DTYPES[S.START_TIME]), none
     if pd.api.types.is_datetime64_dtype(col.dtype):
-        return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME])
-    ns = (
-        as_float(col, S.START_TIME, raw.source, raw.locate)
-        if not pd.api.types.is_integer_dtype(col)
-        else col
-    )
-    ns = ns.astype("Int64") if ns.dtype.kind == "f" else ns
-    return pd.to_datetime(ns, unit="ns", utc=True)
+        return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME]), none
+    if pd.api.types.is_integer_dtype(col):
+        too_big = np.asarray((col > _INT64_MAX).fillna(False), dtype=bool)  # unsigned ints
+        ints = col.where(~too_big).astype("Int64") if too_big.any() else col
+        return pd.to_datetime(ints, unit="ns", utc=True), too_big
+    values = as_float(col, S.START_TIME, raw.source, raw.locate).to_numpy(dtype="float64")
+    out_of_range = ~(np.abs(values) < _NS_LIMIT) & ~np.isnan(values)
+    rounded = np.round(np.where(out_of_range | np.isnan(values), 0.0, values)).astype(np.int64)
+    ns = pd.array(rounded, dtype="Int64")
+    ns[out_of_range | np.isnan(values)] = pd.NA
+    return pd.to_datetime(pd.Series(ns, index=col.index), unit="ns", utc=True), out_of_range
 
 
 def _as_bool(col: pd.Series, raw: RawSpans) -> pd.Series:
@@ -201,10 +242,10 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
 
     drops = [
         (frame[S.LATENCY].isna(), R.MISSING_LATENCY),
-        (~np.isfinite(frame[S.LATENCY]) & frame[S.LATENCY].notna(), "non_finite_latency"),
+        (~np.isfinite(frame[S.LATENCY]) & frame[S.LATENCY].notna(), R.NON_FINITE_LATENCY),
         (frame[S.LATENCY] < 0, R.NEGATIVE_LATENCY),
-        (frame[S.TRACE_ID].isna(), "missing_trace_id"),
-        (frame[S.SERVICE].isna(), "missing_service"),
+        (frame[S.TRACE_ID].isna(), R.MISSING_TRACE_ID),
+        (frame[S.SERVICE].isna(), R.MISSING_SERVICE),
     ]
     keep = np.ones(len(frame), dtype=bool)
     for mask, reason in drops:
@@ -228,9 +269,47 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
     report.flagged.update({k: int(v) for k, v in flags.sum().items() if v})
     report.kept = len(frame)
     report.check()
+    _check_kept(report)
     table = _canonical(frame)
     table.attrs["read_report"] = report
     return table
+
+
+#: What a source needs so that rows are not dropped for each reason (for messages).
+_DROP_FIXES = {
+    R.MISSING_LATENCY: "a duration (or start and end times) on every span",
+    R.NON_FINITE_LATENCY: "finite durations",
+    R.NEGATIVE_LATENCY: "durations >= 0",
+    R.MISSING_TRACE_ID: "a trace id on every span",
+    R.MISSING_SERVICE: "a service name on every span",
+    R.DUPLICATE_SPAN: "each (trace_id, span_id) once",
+}
+
+
+def _check_kept(report: R.ReadReport) -> None:
+    """Raise when a read kept no row; warn when it kept fewer than half of its records."""
+    if 2 * report.kept >= report.records:
+        return
+    reason, _ = report.dominant_drop() or ("", 0)
+    drops = ", ".join(
+        f"{k}: {v}" for k, v in sorted(report.dropped.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    sources = report.sources
+    where = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+    fix = _DROP_FIXES.get(reason, "usable span records")
+    if report.kept == 0:
+        raise TraceFormatError(
+            f"none of the {report.records} span records is usable, mostly {reason} "
+            f"(dropped {drops})",
+            source=where,
+            expected=fix,
+        )
+    warnings.warn(
+        f"{where}: kept only {report.kept} of {report.records} span records, mostly dropped "
+        f"as {reason} (dropped {drops}; expected {fix})",
+        TraceReadWarning,
+        stacklevel=4,
+    )
 
 
 def _flags(raw: RawSpans) -> pd.DataFrame:

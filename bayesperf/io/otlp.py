@@ -1,13 +1,26 @@
-"""``otlp``: OpenTelemetry OTLP/JSON trace exports.
+"""``otlp``: OpenTelemetry OTLP/JSON trace exports, and backends' responses that wrap them.
 
 The file holds ``{"resourceSpans": [{"resource": {...}, "scopeSpans": [{"spans": [...]}]}]}``
 (older exporters write ``instrumentationLibrarySpans`` for ``scopeSpans``), or one such
-object per line, as the OpenTelemetry collector's file exporter writes. A span's service
-is its resource's ``service.name`` attribute. Ids are hex in any case (lower-cased here;
-base64 ids from pre-1.0 exporters are converted to hex); an empty ``parentSpanId`` marks
-a root. ``startTimeUnixNano`` / ``endTimeUnixNano`` may be JSON strings or numbers;
-latency is their difference, in exact integer nanoseconds before conversion to ms. A
-span is an error when ``status.code`` is 2 (``STATUS_CODE_ERROR``).
+object per line, as the OpenTelemetry collector's file exporter writes. The query APIs
+of trace backends return the same data one level down, and these are read too:
+
+* Jaeger v2, ``/api/v3/traces/<id>``: ``{"result": {"resourceSpans": [...]}}`` (one
+  such object per chunk of a streamed response);
+* Grafana Tempo, ``/api/traces/<id>``: ``{"batches": [...]}`` (the resource spans), and
+  ``/api/v2/traces/<id>``: ``{"trace": {"resourceSpans": [...]}}``.
+
+A span's service is its resource's ``service.name`` attribute; a resource without one
+gets the OpenTelemetry specification's default, ``unknown_service`` (or
+``unknown_service:<process.executable.name>`` when the resource names its executable),
+and its spans are flagged ``unnamed_service``. Ids are hex in any case (lower-cased
+here; base64 ids, as Tempo and pre-1.0 exporters write them, are converted to hex); an
+empty ``parentSpanId`` marks a root. ``startTimeUnixNano`` / ``endTimeUnixNano`` are
+unsigned 64-bit nanoseconds, JSON strings or numbers; latency is their difference, in
+exact integer nanoseconds before conversion to ms. A start time beyond what
+``datetime64[ns]`` holds (after 2262) is kept as missing and flagged
+``start_time_out_of_range``. A span is an error when ``status.code`` is 2
+(``STATUS_CODE_ERROR``).
 
 Examples
 --------
@@ -26,25 +39,42 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bayesperf.errors import TraceFormatError
+from bayesperf.io import report as R
 from bayesperf.io._json import (
     INT64_MAX,
+    OTLP_WRAPPERS,
     SpanColumns,
     iter_objects,
     json_error,
     json_head,
     optional_str,
     parse_json,
+    preview,
     read_text,
     reject_options,
     shape_error,
     string_id,
     too_deep,
+    wrong_document,
 )
 from bayesperf.io._table import RawSpans
 from bayesperf.io.registry import TraceFormat, register
 
-_HEAD = re.compile(rb'\s*\{\s*"resourceSpans"\s*:')
+#: An export object, or a backend's response wrapping one.
+_HEAD = re.compile(rb'\s*\{\s*"(?:resourceSpans|batches|result|trace)"\s*:')
+#: Keys only OTLP has; a response's wrapper key alone is too common a word.
+_OTLP_KEYS = (b'"resourceSpans"', b'"scopeSpans"', b'"instrumentationLibrarySpans"')
+#: The OpenTelemetry specification's service name for a resource that has none.
+UNKNOWN_SERVICE = "unknown_service"
+#: Largest OTLP time (fixed64 nanoseconds).
+UINT64_MAX = 2**64 - 1
+_EXPECTED_DOC = (
+    '{"resourceSpans": [...]}, or a backend response wrapping it: Jaeger v2 '
+    '{"result": {...}}, Tempo {"batches": [...]} or {"trace": {...}}'
+)
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _SCOPE_KEYS = ("scopeSpans", "instrumentationLibrarySpans")
 _ERROR_CODES = (2, "2", "STATUS_CODE_ERROR")
@@ -77,19 +107,20 @@ def read(path: Path, **options: object) -> RawSpans:
     reject_options("otlp", options, path)
     columns = SpanColumns()
     locations: list[str] = []
+    unnamed: list[bool] = []
+    late_start: list[bool] = []
 
     for line_prefix, doc in _documents(path):
-        if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
-            where = line_prefix.removesuffix(": ") or "top level"
-            raise shape_error(path, where, doc, '{"resourceSpans": [...]}')
+        list_at, resource_spans_list = _resource_spans(doc, path, line_prefix)
         for at, resource_spans in iter_objects(
-            doc["resourceSpans"],
+            resource_spans_list,
             path,
-            f"{line_prefix}resourceSpans",
+            list_at,
             expected_list="a list of resource spans",
             expected_item='an object {"resource", "scopeSpans"}',
         ):
-            service = _service_name(resource_spans.get("resource"), path, f"{at}.resource")
+            named = _service_name(resource_spans.get("resource"), path, f"{at}.resource")
+            service = named or _unknown_service(resource_spans.get("resource"))
             key = next((k for k in _SCOPE_KEYS if k in resource_spans), _SCOPE_KEYS[0])
             for scope_at, scope in iter_objects(
                 resource_spans.get(key) or [],
@@ -126,13 +157,47 @@ def read(path: Path, **options: object) -> RawSpans:
                         parent_id=parent_id,
                         service=service,
                         operation=operation,
-                        start=start,
+                        # Beyond int64 ns (after 2262) no datetime holds it.
+                        start=start if start is None or start <= INT64_MAX else None,
                         latency=math.nan if missing else (end - start) / _NS_PER_MS,
                         error=_is_error(span.get("status"), path, f"{where}.status"),
                     )
                     locations.append(where)
+                    unnamed.append(named is None)
+                    late_start.append(start is not None and start > INT64_MAX)
 
-    return RawSpans(frame=columns.frame(), source=str(path), locate=locations.__getitem__)
+    flagged = {R.UNNAMED_SERVICE: unnamed, R.START_TIME_OUT_OF_RANGE: late_start}
+    return RawSpans(
+        frame=columns.frame(),
+        source=str(path),
+        locate=locations.__getitem__,
+        flagged={k: np.asarray(v, dtype=bool) for k, v in flagged.items() if any(v)},
+    )
+
+
+def _resource_spans(doc: Any, path: Path, prefix: str) -> tuple[str, Any]:
+    """The JSON path and value of a document's resource spans, unwrapping API responses."""
+    if isinstance(doc, dict):
+        if "resourceSpans" in doc:
+            return f"{prefix}resourceSpans", doc["resourceSpans"]
+        if "batches" in doc:  # Tempo /api/traces: the resource spans themselves
+            return f"{prefix}batches", doc["batches"]
+        for key in OTLP_WRAPPERS:
+            inner = doc.get(key)
+            if isinstance(inner, dict) and ("resourceSpans" in inner or not inner):
+                # An empty trace is {} (proto3 JSON omits empty lists).
+                return f"{prefix}{key}.resourceSpans", inner.get("resourceSpans", [])
+        error = doc.get("error")
+        if isinstance(error, dict) and len(doc) == 1:
+            message = error.get("message", error)
+            raise TraceFormatError(
+                f"the file is an error response from the query API: {preview(message)}",
+                source=path,
+                where=f"{prefix}error",
+                expected="a trace (check the trace id and the time range of the query)",
+            )
+    where = prefix.removesuffix(": ") or "top level"
+    raise wrong_document(path, where, doc, _EXPECTED_DOC)
 
 
 def _documents(path: Path) -> list[tuple[str, Any]]:
@@ -155,6 +220,7 @@ def _documents(path: Path) -> list[tuple[str, Any]]:
 
 
 def _service_name(resource: Any, path: Path, where: str) -> str | None:
+    """The resource's ``service.name``; None when it has none (or an empty one)."""
     if resource is None:
         return None
     if not isinstance(resource, dict):
@@ -162,8 +228,21 @@ def _service_name(resource: Any, path: Path, where: str) -> str | None:
     attributes = resource.get("attributes") or []
     if not isinstance(attributes, list):
         raise shape_error(path, f"{where}.attributes", attributes, "a list of key/value attributes")
-    for attribute in attributes:
-        if isinstance(attribute, dict) and attribute.get("key") == "service.name":
+    name = _string_attribute(attributes, "service.name")
+    return name or None
+
+
+def _unknown_service(resource: Any) -> str:
+    """The specification's name for a service that has none: ``unknown_service[:exe]``."""
+    attributes = resource.get("attributes") if isinstance(resource, dict) else None
+    executable = _string_attribute(attributes, "process.executable.name")
+    return f"{UNKNOWN_SERVICE}:{executable}" if executable else UNKNOWN_SERVICE
+
+
+def _string_attribute(attributes: Any, key: str) -> str | None:
+    """The string value of attribute ``key`` in an OTLP attribute list, if any."""
+    for attribute in attributes if isinstance(attributes, list) else ():
+        if isinstance(attribute, dict) and attribute.get("key") == key:
             value = attribute.get("value")
             name = value.get("stringValue") if isinstance(value, dict) else None
             return name if isinstance(name, str) else None
@@ -183,9 +262,9 @@ def _hex_id(value: Any, size: int, path: Path, where: str) -> str:
     return raw.hex() if len(raw) == size else value.lower()
 
 
-# Not _json.number: OTLP times are integer ns >= 0 (no fractions) and 0 means "not set".
+# Not _json.number: OTLP times are unsigned 64-bit ns (no fractions); 0 means "not set".
 def _nanos(value: Any, path: Path, where: str) -> int | None:
-    """Integer nanoseconds from a JSON number or string; None when absent or 0."""
+    """Integer nanoseconds (0 to 2**64 - 1) from a JSON number or string; None if absent or 0."""
     if value is None or value == "":
         return None
     ns: int | None = None
@@ -198,12 +277,12 @@ def _nanos(value: Any, path: Path, where: str) -> int | None:
             ns = int(value)
         except ValueError:
             ns = None
-    if ns is None or not 0 <= ns <= INT64_MAX:
+    if ns is None or not 0 <= ns <= UINT64_MAX:
         raise TraceFormatError(
-            f"{value!r} is not a time",
+            f"{preview(value)} is not a time",
             source=path,
             where=where,
-            expected="integer Unix nanoseconds",
+            expected="integer Unix nanoseconds (0 to 2**64 - 1)",
         )
     # Protobuf's default 0 means "not set" (proto3 JSON omits it; some encoders write it).
     return ns or None
@@ -219,7 +298,7 @@ def _is_error(status: Any, path: Path, where: str) -> bool:
 
 def _sniff(path: Path, head: bytes) -> bool:
     head = json_head(path, head)
-    return head is not None and bool(_HEAD.match(head))
+    return head is not None and bool(_HEAD.match(head)) and any(k in head for k in _OTLP_KEYS)
 
 
 FORMAT = register(
@@ -227,6 +306,7 @@ FORMAT = register(
         name="otlp",
         read=read,
         sniff=_sniff,
-        description='OTLP/JSON {"resourceSpans": [...]}, or one such object per line',
+        description='OTLP/JSON {"resourceSpans": [...]} (one per line too), and Jaeger v2 '
+        "/api/v3 and Tempo responses wrapping it",
     )
 )

@@ -83,7 +83,7 @@ def read(path: Path) -> RawSpans:
                     expected=f"columns {[S.TRACE_ID, S.SERVICE, S.LATENCY]}",
                 )
             columns = [c for c in S.SPAN_COLUMNS if c in names]
-            table = parquet.read(columns=columns)
+            table = _as_text(parquet.read(columns=columns), path)
     except TraceFormatError:
         raise
     except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
@@ -96,6 +96,30 @@ def read(path: Path) -> RawSpans:
     if S.SERVICE not in frame.columns:
         frame[S.SERVICE] = frame[S.CALLEE]
     return RawSpans(frame=frame, source=name, locate=_locate)
+
+
+def _as_text(table: pa.Table, path: Path) -> pa.Table:
+    """Binary columns decoded as UTF-8; nested columns (lists, structs) refused by name."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            raise TraceFormatError(
+                f"column {field.name!r} is {field.type}, not a plain value per row",
+                source=path,
+                where="schema",
+                expected="strings, numbers, booleans or timestamps",
+            )
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            try:
+                text = table.column(i).cast(pa.string())
+            except pa.ArrowInvalid:
+                raise TraceFormatError(
+                    f"column {field.name!r} holds bytes that are not UTF-8 text",
+                    source=path,
+                    where="schema",
+                    expected="UTF-8 strings",
+                ) from None
+            table = table.set_column(i, field.name, text)
+    return table
 
 
 def _open(path: Path):

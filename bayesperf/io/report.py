@@ -9,8 +9,27 @@ from dataclasses import dataclass, field
 MISSING_LATENCY = "missing_latency"
 NEGATIVE_LATENCY = "negative_latency"
 DUPLICATE_SPAN = "duplicate_span"
+NON_FINITE_LATENCY = "non_finite_latency"
+MISSING_TRACE_ID = "missing_trace_id"
+MISSING_SERVICE = "missing_service"
+#: Every drop reason, in the order the table builder checks them.
+DROP_REASONS = (
+    MISSING_LATENCY,
+    NON_FINITE_LATENCY,
+    NEGATIVE_LATENCY,
+    MISSING_TRACE_ID,
+    MISSING_SERVICE,
+    DUPLICATE_SPAN,
+)
 #: Reason a record is kept but flagged: its parent span is not in the data.
 PARENT_MISSING = "parent_missing"
+#: Reason a record is kept but flagged: its format named no service, so it carries the
+#: format's own placeholder (OTLP ``unknown_service``, Zipkin ``unknown``, Jaeger
+#: ``empty-service-name`` / ``null-process-and-service-name``).
+UNNAMED_SERVICE = "unnamed_service"
+#: Reason a record is kept but flagged: its start time lies outside what
+#: ``datetime64[ns]`` holds (years 1677-2262), so ``start_time`` is missing.
+START_TIME_OUT_OF_RANGE = "start_time_out_of_range"
 
 
 @dataclass
@@ -63,6 +82,22 @@ class ReadReport:
                 f"ReadReport does not add up: {self.records} records != "
                 f"{self.kept} kept + {lost} dropped"
             )
+
+    def dominant_drop(self) -> tuple[str, int] | None:
+        """The most common drop reason and its count (None when nothing was dropped).
+
+        Examples
+        --------
+        >>> r = ReadReport(format="csv", records=3, kept=0)
+        >>> r.dropped.update({"missing_service": 2, "missing_latency": 1})
+        >>> r.dominant_drop()
+        ('missing_service', 2)
+        """
+        if not any(self.dropped.values()):
+            return None
+        # Ties go to the reason checked first when a table is built.
+        order = {reason: i for i, reason in enumerate(DROP_REASONS)}
+        return min(self.dropped.items(), key=lambda kv: (-kv[1], order.get(kv[0], len(order))))
 
     def merge(self, other: ReadReport) -> ReadReport:
         """Return the report of reading both inputs (used for multi-file reads)."""

@@ -26,7 +26,7 @@ import pandas as pd
 from bayesperf import schema as S
 from bayesperf.errors import TraceFormatError
 from bayesperf.io._csv import header, read_csv, row_locator
-from bayesperf.io._table import RawSpans, as_float
+from bayesperf.io._table import RawSpans, as_float, to_ns
 from bayesperf.io.registry import TraceFormat, register, suffixes
 
 END_TIME = "end_time"
@@ -208,10 +208,8 @@ def _canonical(table: pd.DataFrame, layout: SpanCsvLayout, name: str, locate) ->
 
 
 def _to_ns(col: pd.Series, layout: SpanCsvLayout, name: str, locate) -> pd.Series:
-    """Integer times in ``time_unit`` to int64 ns (exact: float64 ns loses ~256 ns)."""
-    if pd.api.types.is_integer_dtype(col):
-        return col.astype("int64") * UNITS_NS[layout.time_unit]
-    return as_float(col, col.name, name, locate) * UNITS_NS[layout.time_unit]
+    """Times in ``time_unit`` to nanoseconds (see :func:`~bayesperf.io._table.to_ns`)."""
+    return to_ns(col, UNITS_NS[layout.time_unit], str(col.name), name, locate)
 
 
 def _matching_preset(path: Path) -> str | None:

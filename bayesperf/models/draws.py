@@ -54,6 +54,49 @@ class LatencyDraws(ABC):
     def ppf(self, u: ArrayLike, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
         """Inverse CDF: the latency (ms) at probability ``u`` in (0, 1)."""
 
+    @abstractmethod
+    def mean(self, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
+        """Mean latency (ms) of group ``group`` in posterior draw ``draw``."""
+
+    @abstractmethod
+    def subset(self, draws: ArrayLike) -> LatencyDraws:
+        """The same distributions for the draws at positions ``draws`` only."""
+
+    def tail_beyond(self, group: int, anchor: float, x: np.ndarray, *, lower: bool = False):
+        """P(Y ≥ x | Y ≥ anchor) for the group's posterior predictive (``≤`` when lower).
+
+        The model's extrapolation of a tail past ``anchor`` (for ``x`` beyond it). By
+        default the ratio of predictive tail probabilities.
+        """
+        every = np.arange(self.n_draws)[None, :]
+        points = np.concatenate([np.atleast_1d(x), [anchor]])[:, None]
+        cdf = self.cdf(points, group, every).mean(axis=-1)
+        tail = cdf if lower else 1.0 - cdf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = tail[:-1] / tail[-1]
+        return np.clip(np.where(tail[-1] > 0, ratio, 0.0), 0.0, 1.0)
+
+    def mixture_quantiles(
+        self, weights: np.ndarray, qs: np.ndarray, iterations: int = 50
+    ) -> np.ndarray:
+        """Quantiles of the mixture Σ_g w_g F_g in every draw, shape (draws, len(qs)).
+
+        By bisection on log-latency, every group at once per step.
+        """
+        d = np.arange(self.n_draws)[:, None, None]
+        g = np.arange(len(weights))[None, :, None]
+        qs = np.asarray(qs, dtype=np.float64)
+        per_group = self.ppf(qs[None, None, :], g, d)
+        lo = np.log(np.maximum(np.min(per_group, axis=1), 1e-9))
+        hi = np.log(np.maximum(np.max(per_group, axis=1), 1e-9)) + 1e-9
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            cdf = np.einsum("dgq,g->dq", self.cdf(np.exp(mid)[:, None, :], g, d), weights)
+            below = cdf < qs[None, :]
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return np.exp(0.5 * (lo + hi))
+
     def sample(self, group: ArrayLike, draw: ArrayLike, rng: np.random.Generator) -> np.ndarray:
         """One latency per broadcast element of ``(group, draw)``, by inverse CDF."""
         group, draw = np.broadcast_arrays(np.asarray(group), np.asarray(draw))
@@ -83,3 +126,13 @@ class ParametricDraws(LatencyDraws):
         d, g = np.asarray(draw), np.asarray(group)
         u = np.asarray(u, dtype=np.float64)
         return self.family.quantile(u, self.loc[d, g], self.shape[d, g])
+
+    def mean(self, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
+        """Mean latency (ms) of group ``group`` in posterior draw ``draw``."""
+        d, g = np.asarray(draw), np.asarray(group)
+        return self.family.mean(self.loc[d, g], self.shape[d, g])
+
+    def subset(self, draws: ArrayLike) -> ParametricDraws:
+        """The same distributions for the draws at positions ``draws`` only."""
+        keep = np.asarray(draws)
+        return ParametricDraws(self.family, self.loc[keep], self.shape[keep], self.groups)

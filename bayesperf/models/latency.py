@@ -54,8 +54,18 @@ from bayesperf import schema as S
 from bayesperf.models._base import BayesModel, PriorSpec
 from bayesperf.models.draws import LatencyDraws, ParametricDraws
 from bayesperf.models.families import Family, get_family
+from bayesperf.models.nonparametric import (
+    NONPARAMETRIC,
+    SpacingDraws,
+    SpacingStructure,
+    TailPriors,
+    exact_loo,
+    fit_summary_draws,
+)
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
+#: Every latency family, the default first.
+FAMILIES: tuple[str, ...] = (NONPARAMETRIC, "lognormal", "gamma", "weibull")
 Pooling = Literal["partial", "none", "complete"]
 Likelihood = Literal["auto", "binned"]
 POOLINGS: tuple[Pooling, ...] = ("partial", "none", "complete")
@@ -70,6 +80,9 @@ MAX_BIN_WIDTH_SD = 0.05
 #: in two of four seeds; at 0.9 it stayed within 1.006-1.007). The binned families
 #: keep the default 0.98.
 CONJUGATE_TARGET_ACCEPT = 0.9
+#: Exact draws of the nonparametric family: as many as NUTS's defaults, all independent
+#: (with 4 × 250, the R-hat of i.i.d. draws exceeded 1.01 by chance on 21 groups).
+NONPARAMETRIC_DRAWS = {"chains": 4, "draws": 1000}
 #: Quantiles reported by :meth:`LatencyModel.summary` (besides the mean), by column name.
 SUMMARY_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 _QS = tuple(SUMMARY_QUANTILES.values())
@@ -276,16 +289,25 @@ class LatencyModel(SummaryFit):
 
     Parameters
     ----------
-    family : {"lognormal", "gamma", "weibull"}, default "lognormal"
-        Latency distribution of each group.
+    family : {"nonparametric", "lognormal", "gamma", "weibull"}, default "nonparametric"
+        Latency distribution of each group. ``"nonparametric"`` (the default) follows
+        each group's own histogram and takes its tails beyond the data from a Pareto
+        tail pooled across groups (:mod:`bayesperf.models.nonparametric`): its P99
+        intervals hold on held-out real traces, where one parametric family per group
+        is confidently wrong on multimodal pairs (``docs/honest-tails.md``). The
+        parametric families are hierarchical over groups and fit by NUTS.
     by : str, sequence of str or None, default ("caller", "callee")
         Grouping of spans (when fit on a span table).
     pooling : {"partial", "none", "complete"}, default "partial"
         Hierarchical partial pooling, independent groups, or one distribution for all.
         A single group (``by=None``) is always fit like ``"none"``: there is no
-        population to pool over.
-    priors : dict or LatencyPriors, optional
-        Population priors; unspecified ones are set from the data.
+        population to pool over. For ``"nonparametric"`` the groups share their tail
+        prior (``"partial"``) or not (``"none"``); one distribution for all is
+        ``by=None``.
+    priors : dict, LatencyPriors or TailPriors, optional
+        Population priors (:class:`LatencyPriors` for the parametric families,
+        :class:`~bayesperf.models.nonparametric.TailPriors` for ``"nonparametric"``);
+        unspecified ones are set from the data.
     likelihood : {"auto", "binned"}, default "auto"
         ``"auto"`` uses the exact sufficient statistics where the family has them
         (lognormal fit on spans) and the binned likelihood otherwise; ``"binned"``
@@ -302,23 +324,33 @@ class LatencyModel(SummaryFit):
 
     def __init__(
         self,
-        family: str = "lognormal",
+        family: str = NONPARAMETRIC,
         by: By = (S.CALLER, S.CALLEE),
         pooling: Pooling = "partial",
-        priors: dict[str, Any] | LatencyPriors | None = None,
+        priors: dict[str, Any] | LatencyPriors | TailPriors | None = None,
         likelihood: Likelihood = "auto",
     ) -> None:
-        self.family = get_family(family).name
+        if family not in FAMILIES:
+            raise ValueError(f"unknown latency family {family!r}; expected one of {FAMILIES}")
+        self.family = family
         if likelihood not in ("auto", "binned"):
             raise ValueError(f"unknown likelihood {likelihood!r}; expected 'auto' or 'binned'")
+        if self.nonparametric and likelihood != "auto":
+            raise ValueError("the nonparametric family has no binned variant: likelihood='auto'")
         self.likelihood = likelihood
         self.by = normalize_by(by)
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+        if self.nonparametric and pooling == "complete":
+            raise ValueError(
+                "pooling='complete' (one distribution for all groups) is by=None for the "
+                "nonparametric family"
+            )
         self.pooling = pooling
-        self.priors = (
-            priors if isinstance(priors, LatencyPriors) else LatencyPriors.from_dict(priors)
-        )
+        spec = TailPriors if self.nonparametric else LatencyPriors
+        if priors is not None and not isinstance(priors, dict | spec):
+            raise TypeError(f"priors for family {self.family!r} must be a dict or {spec.__name__}")
+        self.priors = priors if isinstance(priors, spec) else spec.from_dict(priors)
 
     # ------------------------------------------------------------------ configuration
     def get_config(self) -> dict[str, Any]:
@@ -338,7 +370,14 @@ class LatencyModel(SummaryFit):
         )
 
     @property
+    def nonparametric(self) -> bool:
+        """Whether this is the nonparametric family (exact draws, no MCMC)."""
+        return self.family == NONPARAMETRIC
+
+    @property
     def _family(self) -> Family:
+        if self.nonparametric:
+            raise AttributeError("the nonparametric family has no parametric Family")
         return get_family(self.family)
 
     # ------------------------------------------------------------------------ fitting
@@ -368,8 +407,15 @@ class LatencyModel(SummaryFit):
         LatencyModel
             ``self``, fitted. A :class:`ConvergenceWarning` is issued when a diagnostic
             fails (R-hat > 1.01, bulk or tail ESS < 400, divergences).
+
+        Notes
+        -----
+        The nonparametric family draws exactly, without MCMC: ``chains`` times ``draws``
+        independent draws (default 4 × 1,000); the other sampler settings do not apply.
         """
         summary = self._summary_of(data)
+        if self.nonparametric:
+            return self._fit_nonparametric(summary, random_seed, sample_kwargs)
         fit_data = _FitData.from_summary(summary)
         priors = self.priors.resolved(
             *self._family.pilot(fit_data.pilot_log_mean, fit_data.pilot_log_sd)
@@ -382,6 +428,59 @@ class LatencyModel(SummaryFit):
         idata["fit_data"] = xr.DataTree(summary.to_dataset())
         idata.attrs["resolved_priors"] = _json(priors.to_dict())
         self._idata = _drop_internal(idata)
+        self._check_convergence()
+        return self
+
+    def _fit_nonparametric(
+        self, summary: LatencySummary, random_seed: int | None, sample_kwargs: dict[str, Any]
+    ) -> LatencyModel:
+        """Exact draws of the nonparametric model (:mod:`bayesperf.models.nonparametric`)."""
+        chains = int(sample_kwargs.get("chains", NONPARAMETRIC_DRAWS["chains"]))
+        draws = int(sample_kwargs.get("draws", NONPARAMETRIC_DRAWS["draws"]))
+        if chains < 1 or draws < 1:
+            raise ValueError(f"need at least one chain and one draw, got {chains} x {draws}")
+        # One seed for the tail draws, one for the weights regenerated per group.
+        seeds = np.random.SeedSequence(random_seed).generate_state(2)
+        pooled = self._pooled(summary.n_groups)
+        _, tails = fit_summary_draws(
+            summary,
+            self.priors,
+            n_draws=chains * draws,
+            pooled=pooled,
+            rng=np.random.default_rng(seeds[0]),
+        )
+        dim = self.group_dim
+
+        def per_group(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+            return ("chain", "draw", dim), values.reshape(chains, draws, -1)
+
+        post = {
+            "upper_tail_index": per_group(1 / tails["upper_rate"]),
+            "lower_tail_index": per_group(1 / tails["lower_rate"]),
+        }
+        for side in ("upper", "lower"):
+            # The population of tail rates: typical index m and concentration a (one
+            # per group when the groups do not share it).
+            for name, key in (("typical_index", "m"), ("concentration", "a")):
+                values = tails[f"{side}_{key}"]
+                post[f"{side}_tail_{name}"] = (
+                    (("chain", "draw"), values.reshape(chains, draws))
+                    if pooled
+                    else per_group(values)
+                )
+        posterior = xr.Dataset(
+            post,
+            coords={
+                "chain": np.arange(chains),
+                "draw": np.arange(draws),
+                dim: np.arange(summary.n_groups),
+            },
+        )
+        idata = xr.DataTree.from_dict({"posterior": posterior})
+        idata["fit_data"] = xr.DataTree(summary.to_dataset())
+        idata.attrs["weights_seed"] = int(seeds[1])
+        idata.attrs["resolved_priors"] = _json(self.priors.to_dict())
+        self._idata = idata
         self._check_convergence()
         return self
 
@@ -466,6 +565,42 @@ class LatencyModel(SummaryFit):
         post = self.idata.posterior
         return post["location"], post["shape"]
 
+    def _distributions(self) -> LatencyDraws:
+        """Every posterior draw's latency distribution per group (draws in chain order).
+
+        The one place the two kinds of model differ after fitting: everything derived
+        (quantiles, means, probabilities of cells, simulation) goes through it.
+        """
+        cached = getattr(self, "_distributions_cache", None)
+        if cached is not None and cached[0] is self.idata:
+            return cached[1]
+        post = self.idata.posterior
+        if self.nonparametric:
+            upper = _stack(post["upper_tail_index"])
+            lower = _stack(post["lower_tail_index"])
+            structure = SpacingStructure.from_summary(self.fit_summary, self.priors.spacings)
+            draws: LatencyDraws = SpacingDraws(
+                structure, 1 / upper, 1 / lower, self.idata.attrs["weights_seed"]
+            )
+        else:
+            loc, shape = self._params()
+            draws = ParametricDraws(self._family, _stack(loc), _stack(shape), self.groups)
+        self._distributions_cache = (self.idata, draws)
+        return draws
+
+    def _grid(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Group and draw positions of every (draw, group), and (chains, draws)."""
+        post = self.idata.posterior
+        chains, draws = post.sizes["chain"], post.sizes["draw"]
+        n_groups = self.fit_summary.n_groups
+        d, g = np.meshgrid(np.arange(chains * draws), np.arange(n_groups), indexing="ij")
+        return g, d, (chains, draws)
+
+    def _as_draws(self, values: np.ndarray, shape: tuple[int, int], *extra: str) -> xr.DataArray:
+        """(chains·draws, groups, ...) values as a labelled (chain, draw, group, ...) array."""
+        dims = ("chain", "draw", self.group_dim, *extra)
+        return self._labelled(xr.DataArray(values.reshape(*shape, *values.shape[1:]), dims=dims))
+
     def _labelled(self, da: xr.DataArray) -> xr.DataArray:
         groups = self.groups
         coords = {self.group_dim: np.arange(len(groups))}
@@ -488,10 +623,9 @@ class LatencyModel(SummaryFit):
         qs = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if np.any((qs <= 0) | (qs >= 1)):
             raise ValueError(f"quantiles must be strictly between 0 and 1, got {qs.tolist()}")
-        loc, shape = self._params()
-        qda = xr.DataArray(qs, dims="quantile", coords={"quantile": qs})
-        values = xr.apply_ufunc(self._family.quantile, qda, loc, shape)
-        return self._labelled(values.transpose("chain", "draw", self.group_dim, "quantile"))
+        g, d, shape = self._grid()
+        values = self._distributions().ppf(qs, g[..., None], d[..., None])
+        return self._as_draws(values, shape, "quantile").assign_coords(quantile=qs)
 
     def latency_draws(self, n_draws: int | None = 200) -> LatencyDraws:
         """Each group's latency distribution in ``n_draws`` evenly spaced posterior draws.
@@ -506,16 +640,14 @@ class LatencyModel(SummaryFit):
         >>> rng = np.random.default_rng(0)
         >>> draws.sample(group=[0, 0, 1], draw=[0, 1, 2], rng=rng)  # doctest: +SKIP
         """
-        loc, shape = self._params()
-        loc = loc.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-        shape = shape.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-        keep = _evenly_spaced(loc.shape[0], n_draws)
-        return ParametricDraws(self._family, loc[keep], shape[keep], self.groups)
+        everything = self._distributions()
+        keep = _evenly_spaced(everything.n_draws, n_draws)
+        return everything.subset(keep)
 
     def means(self) -> xr.DataArray:
         """Posterior draws of the mean latency (ms) per group, dims (chain, draw, group)."""
-        loc, shape = self._params()
-        return self._labelled(xr.apply_ufunc(self._family.mean, loc, shape))
+        g, d, shape = self._grid()
+        return self._as_draws(self._distributions().mean(g, d), shape)
 
     def prob_exceeds(self, threshold_ms: float, q: float = 0.99) -> pd.Series:
         """Posterior probability, per group, that the ``q`` quantile exceeds a threshold.
@@ -540,14 +672,13 @@ class LatencyModel(SummaryFit):
         """
         fit = self.fit_summary
         observed = fit.quantile(q)[:, 0]
-        loc, shape = self._params()
-        loc = loc.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
-        shape = shape.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
+        g, d, _ = self._grid()
+        g, d = g.T, d.T  # (groups, samples)
         n = fit.count.astype(np.float64)[:, None]
         k = np.clip(np.ceil(q * n), 1, n)
         rng = np.random.default_rng(random_seed)
-        u = rng.beta(k, n - k + 1, size=loc.shape)
-        replicated = self._family.quantile(u, loc, shape)
+        u = rng.beta(k, n - k + 1, size=g.shape)
+        replicated = self._distributions().ppf(u, g, d)
         upper = (replicated >= observed[:, None]).mean(axis=1)
         lower = (replicated <= observed[:, None]).mean(axis=1)
         p = np.minimum(1.0, 2 * np.minimum(upper, lower))
@@ -600,14 +731,12 @@ class LatencyModel(SummaryFit):
         """
         fit = self.fit_summary
         weights = fit.count / fit.count.sum()
-        loc, shape = self._params()
-        loc = loc.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-        shape = shape.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-        step = max(1, loc.shape[0] // max_draws)
-        loc, shape = loc[::step], shape[::step]
-        family = self._family
-        values = {"mean": family.mean(loc, shape) @ weights}
-        mixture_q = _mixture_quantiles(family, loc, shape, weights, np.array(_QS))
+        everything = self._distributions()
+        draws = everything.subset(_evenly_spaced(everything.n_draws, max_draws))
+        positions = np.arange(draws.n_draws)[:, None]
+        groups = np.arange(fit.n_groups)[None, :]
+        values = {"mean": draws.mean(groups, positions) @ weights}
+        mixture_q = draws.mixture_quantiles(weights, np.array(_QS))
         for j, name in enumerate(SUMMARY_QUANTILES):
             values[name] = mixture_q[:, j]
         row: dict[str, Any] = {"n": int(fit.count.sum())}
@@ -632,19 +761,15 @@ class LatencyModel(SummaryFit):
     def cell_probabilities(self) -> tuple[xr.DataArray, pd.DataFrame]:
         """Posterior probability of each fitting cell: (chain, draw, cell) and the cells."""
         fit = _FitData.from_summary(self.fit_summary)
-        loc, shape = self._params()
-        g = xr.DataArray(fit.cell_group, dims="cell")
-        lo = xr.DataArray(fit.cell_lo, dims="cell")
-        hi = xr.DataArray(fit.cell_hi, dims="cell")
-        loc_c = loc.isel({self.group_dim: g})
-        shape_c = shape.isel({self.group_dim: g})
-        cdf = self._family.cdf
-        prob = xr.apply_ufunc(
-            lambda lo_, hi_, l_, s_: np.clip(cdf(hi_, l_, s_) - cdf(lo_, l_, s_), 1e-300, 1),
-            lo,
-            hi,
-            loc_c,
-            shape_c,
+        distributions = self._distributions()
+        _, _, (chains, draws) = self._grid()
+        d = np.arange(chains * draws)[:, None]
+        cdf = distributions.cdf
+        p = cdf(fit.cell_hi[None, :], fit.cell_group[None, :], d) - cdf(
+            fit.cell_lo[None, :], fit.cell_group[None, :], d
+        )
+        prob = xr.DataArray(
+            np.clip(p, 1e-300, 1).reshape(chains, draws, -1), dims=("chain", "draw", "cell")
         )
         cells = pd.DataFrame(
             {
@@ -654,9 +779,7 @@ class LatencyModel(SummaryFit):
                 "count": fit.cell_count,
             }
         )
-        return prob.transpose("chain", "draw", "cell").drop_vars(
-            [self.group_dim], errors="ignore"
-        ), cells
+        return prob, cells
 
     def sample_posterior_predictive(
         self, *, random_seed: int | None = None, draws: int = 200
@@ -711,6 +834,39 @@ class LatencyModel(SummaryFit):
         self.idata["log_likelihood"] = xr.DataTree(xr.Dataset({"latency": np.log(prob)}))
         self.idata["observed_data"] = xr.DataTree(_cells_dataset(cells))
         return self.idata
+
+    def exact_loo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Exact leave-one-span-out values per fitting cell, where the model allows it.
+
+        The nonparametric family is conjugate: :func:`bayesperf.loo` uses these
+        closed forms (:func:`~bayesperf.models.nonparametric.exact_loo`) instead of
+        PSIS, on the same cells as every other family. ``None`` for the parametric
+        families (PSIS applies).
+
+        Returns
+        -------
+        (elpd, lppd, counts) or None
+            Per cell: mean leave-one-out log predictive per span, full-data log
+            predictive, and span count.
+        """
+        if not self.nonparametric:
+            return None
+        fit = _FitData.from_summary(self.fit_summary)
+        cells = pd.DataFrame(
+            {"group": fit.cell_group, "lo": fit.cell_lo, "hi": fit.cell_hi, "count": fit.cell_count}
+        )
+        post = self.idata.posterior
+        hyper = {}
+        for side in ("upper", "lower"):
+            for name, key in (("typical_index", "m"), ("concentration", "a")):
+                da = post[f"{side}_tail_{name}"]
+                hyper[f"{side}_{key}"] = (
+                    _stack(da)
+                    if self.group_dim in da.dims
+                    else (da.stack(sample=("chain", "draw")).to_numpy())
+                )
+        elpd, lppd = exact_loo(self.fit_summary, self.priors, hyper, cells)
+        return elpd, lppd, fit.cell_count.astype(np.float64)
 
     @classmethod
     def _from_idata(cls, idata: xr.DataTree, config: dict[str, Any]) -> LatencyModel:
@@ -883,31 +1039,15 @@ def posterior_interval(samples: np.ndarray, ci_prob: float) -> dict[str, np.ndar
     return {"mean": samples.mean(axis=-1), "median": median, "lower": lower, "upper": upper}
 
 
+def _stack(da: xr.DataArray) -> np.ndarray:
+    """A (chain, draw, group) DataArray as a (chain·draw, group) array, chain-major."""
+    return da.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+
+
 def _interval(da: xr.DataArray, ci_prob: float) -> dict[str, np.ndarray]:
     """:func:`posterior_interval` of a DataArray's (chain, draw) samples."""
     stacked = da.stack(sample=("chain", "draw")).transpose(..., "sample").to_numpy()
     return posterior_interval(stacked, ci_prob)
-
-
-def _mixture_quantiles(family: Family, loc, shape, weights, qs, iterations: int = 60):
-    """Quantiles of Σ_g w_g F_g per draw, by bisection on log-latency.
-
-    ``loc``/``shape`` are (draws, groups); returns (draws, len(qs)).
-    """
-    per_group = family.quantile(qs[None, None, :], loc[..., None], shape[..., None])
-    lo = np.log(np.min(per_group, axis=1))
-    hi = np.log(np.max(per_group, axis=1))
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        cdf = np.einsum(
-            "dgq,g->dq",
-            family.cdf(np.exp(mid)[:, None, :], loc[..., None], shape[..., None]),
-            weights,
-        )
-        below = cdf < qs[None, :]
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    return np.exp(0.5 * (lo + hi))
 
 
 def _evenly_spaced(n: int, keep: int | None) -> np.ndarray:

@@ -65,7 +65,7 @@ OUTPUT_FILES = (
     "mixture.nc",
 )
 #: Files written only when they apply (``components="auto"``; a comparison ran).
-OPTIONAL_FILES = ("mixture_selection.csv", "comparison.csv")
+OPTIONAL_FILES = ("mixture_selection.csv", "comparison.csv", "holdout_check.csv")
 HEATMAP_MAX_STATES = 40
 #: Forest plot rows and PPC panels (the worst-fitting groups) at most.
 FOREST_TOP = 40
@@ -116,7 +116,7 @@ class ReportOptions:
     """
 
     by: By = (S.CALLER, S.CALLEE)
-    family: str = "lognormal"
+    family: str = "nonparametric"  # LatencyModel's default (a test keeps them equal)
     pooling: str = "partial"
     mode: str = "calls"
     components: int | str = 3
@@ -246,6 +246,7 @@ class _Fits:
     mixture_table: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     comparison_note: str = ""
+    holdout: pd.DataFrame | None = None
     diagnostics: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, H.Figure] = field(default_factory=dict)
 
@@ -344,6 +345,7 @@ def write_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         _fit_latency(fits, options, steps, out, result)
+        _check_holdout(fits, options, steps, result)
         _fit_transitions(fits, options, steps, out, result)
         _fit_mixture(fits, options, steps, out, result)
         _compare(fits, options, steps, result)
@@ -379,10 +381,11 @@ def _fit_latency(
     from bayesperf.models import LatencyModel
 
     groups = _plural(fits.latency_summary.n_groups, "group")
-    detail = (
-        f"{options.family}, {options.pooling} pooling, {groups}, "
-        f"{options.chains} chains x {options.draws} draws (+{options.tune} tuning)"
-    )
+    if options.family == "nonparametric":
+        draws = f"{options.chains * options.draws:,} exact draws"
+    else:
+        draws = f"{options.chains} chains x {options.draws} draws (+{options.tune} tuning)"
+    detail = f"{options.family}, {options.pooling} pooling, {groups}, {draws}"
     with steps("latency model", detail):
         model = LatencyModel(family=options.family, by=options.by, pooling=options.pooling)
         model.fit(fits.latency_summary, random_seed=options.seed, **options.sample_kwargs)
@@ -390,6 +393,47 @@ def _fit_latency(
         fits.latency = model
         fits.latency_table = model.summary(options.ci_prob)
         fits.diagnostics["latency"] = diagnose(model)
+
+
+#: The held-out check needs at least this many traces (two halves with data).
+HOLDOUT_MIN_TRACES = 20
+
+
+def _check_holdout(
+    fits: _Fits, options: ReportOptions, steps: _Steps, result: ReportResult
+) -> None:
+    """The latency model's P99 intervals against half of the traces it did not see.
+
+    The same model is fit on half of the traces (split by a hash of the trace id) and
+    predicts the other half's empirical P99 of every group with enough held-out spans
+    (:func:`bayesperf.analysis.holdout.holdout_check`): a group whose held-out P99 falls
+    outside the interval is one whose interval should not be trusted.
+    """
+    from bayesperf.analysis.holdout import MIN_TEST_SPANS, holdout_check, split_traces
+    from bayesperf.diagnostics import diagnose
+    from bayesperf.models import LatencyModel
+
+    spans = fits.spans
+    n_traces = spans[S.TRACE_ID].nunique() if S.TRACE_ID in spans.columns else 0
+    if n_traces < HOLDOUT_MIN_TRACES:
+        result.skipped["held-out check"] = (
+            f"{n_traces} traces: the check needs at least {HOLDOUT_MIN_TRACES}"
+        )
+        return
+    with steps("held-out check", "fit on half of the traces, predict the other half's P99"):
+        fit_half, test_half = split_traces(spans)
+        model = LatencyModel(family=options.family, by=options.by, pooling=options.pooling)
+        model.fit(fit_half, random_seed=options.seed, **options.sample_kwargs)
+        fits.diagnostics["latency, held-out half"] = diagnose(model)
+        table = holdout_check(
+            model, test_half, fit_half, ci_prob=options.ci_prob, random_seed=options.seed
+        )
+        if len(table) == 0:
+            result.skipped["held-out check"] = (
+                f"no group has {MIN_TEST_SPANS} spans in the held-out half"
+            )
+            return
+        fits.holdout = table
 
 
 def _fit_transitions(
@@ -458,7 +502,10 @@ def _compare(fits: _Fits, options: ReportOptions, steps: _Steps, result: ReportR
             baseline, label = fits.latency, f"{options.family} (the latency model)"
             note = "Both fitted models score the same cells (same summary and grouping)."
         else:
-            pooling = "complete" if not mixture.by else options.pooling
+            # One distribution of all spans: complete pooling for a parametric family;
+            # a single group needs no pooling (and the nonparametric family has none).
+            one = not mixture.by and options.family != "nonparametric"
+            pooling = "complete" if one else options.pooling
             baseline = LatencyModel(family=options.family, by=mixture.by, pooling=pooling)
             baseline.fit(mixture.fit_summary, random_seed=options.seed, **options.sample_kwargs)
             label = f"{options.family} ({'one distribution' if not mixture.by else pooling})"
@@ -517,6 +564,26 @@ def _worst_groups(table: pd.DataFrame, k: int) -> list[int]:
     return [int(i) for i in order[:k]]
 
 
+#: Groups need this many spans to be shown as one a lognormal misdescribes.
+MISFIT_MIN_SPANS = 50
+
+
+def _least_lognormal_groups(summary: LatencySummary, k: int) -> list[int]:
+    """Positions of the ``k`` groups one lognormal describes worst.
+
+    The score is how far (in log) the empirical P99 is from the P99 of a lognormal with
+    the group's own mean and sd of log-latency: large for multimodal and heavy-tailed
+    groups, which are the ones to look at in the nonparametric model's histograms.
+    """
+    table = summary.to_frame()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lognormal_p99 = table["log_mean"] + 2.3263 * table["log_sd"]
+        score = np.abs(np.log(table["p99"].to_numpy()) - lognormal_p99.to_numpy())
+    score = np.where(np.isfinite(score) & (table["n"].to_numpy() >= MISFIT_MIN_SPANS), score, -1)
+    order = np.argsort(-score, kind="stable")
+    return [int(i) for i in order[:k] if score[i] >= 0] or [int(order[0])]
+
+
 def _draw(fits: _Fits, options: ReportOptions, out: Path, result: ReportResult) -> None:
     from bayesperf.plots import (
         plot_ppc_grid,
@@ -540,7 +607,18 @@ def _draw(fits: _Fits, options: ReportOptions, out: Path, result: ReportResult) 
         + (f" (the {FOREST_TOP} slowest of {n_groups} groups)" if top else "")
         + ".",
     )
-    worst = _worst_groups(fits.latency_table, PPC_PANELS)
+    if latency.nonparametric:
+        worst = _least_lognormal_groups(fits.latency_summary, PPC_PANELS)
+        which = (
+            f"the {len(worst)} groups one lognormal describes worst (empirical P99 "
+            "furthest from that of a lognormal with the group's mean and sd of log-latency)"
+        )
+    else:
+        worst = _worst_groups(fits.latency_table, PPC_PANELS)
+        which = (
+            f"the {len(worst)} groups whose empirical P99 the model reproduces worst "
+            "(smallest P99 PPC p-values)"
+        )
     _add_figure(
         fits,
         out,
@@ -549,9 +627,8 @@ def _draw(fits: _Fits, options: ReportOptions, out: Path, result: ReportResult) 
         lambda: plot_ppc_grid(
             latency, worst, max_groups=PPC_PANELS, ci_prob=options.ci_prob, random_seed=0
         ),
-        f"Posterior predictive histograms of the {len(worst)} groups whose empirical P99 "
-        "the model reproduces worst (smallest P99 PPC p-values): observed spans per "
-        f"fitting cell against the {ci} predictive interval.",
+        f"Posterior predictive histograms of {which}: observed spans per fitting cell "
+        f"against the {ci} predictive interval.",
     )
     _add_figure(
         fits,
@@ -603,6 +680,8 @@ def _write_tables(fits: _Fits, out: Path, result: ReportResult) -> None:
         selection = fits.mixture.selection
         if selection is not None:
             write("mixture_selection.csv", selection)
+    if fits.holdout is not None:
+        write("holdout_check.csv", fits.holdout)
     if fits.comparison is not None:
         comparison = fits.comparison.copy()
         comparison.index.name = "model"
@@ -699,20 +778,35 @@ def _latency_section(fits: _Fits, options: ReportOptions, result: ReportResult) 
     shown = shown.join(
         _interval_columns(ordered, {"p50": "P50 ms", "p95": "P95 ms", "p99": "P99 ms"})
     )
-    shown["P99 PPC p"] = ordered["p99_ppc_p"]
-    misfit = (shown["P99 PPC p"] < 0.01).to_numpy()
+    bad: dict[str, np.ndarray] = {}
+    if not fits.latency.nonparametric:  # in-sample PPC: vacuous for the nonparametric model
+        shown["P99 PPC p"] = ordered["p99_ppc_p"]
+        bad["P99 PPC p"] = (shown["P99 PPC p"] < 0.01).to_numpy()
+    outside = np.zeros(len(shown), dtype=bool)
+    if fits.holdout is not None:
+        check = fits.holdout.reindex(ordered.index)
+        shown["held-out P99 ms"] = check["observed"]
+        shown["held-out check"] = check["covered"].map({True: "in", False: "outside"}).fillna("")
+        outside = (shown["held-out check"] == "outside").to_numpy()
+        bad["held-out check"] = outside
+    misfit = bad.get("P99 PPC p", np.zeros(len(shown), dtype=bool))
     parts = [
         H.note(
-            f"Hierarchical {options.family} model, {options.pooling} pooling: posterior "
-            f"median [{ci} equal-tailed credible interval] in ms; the last row pools all "
-            "spans (posterior means are in latency_summary.csv). A P99 PPC p-value below "
-            "0.01 (red) means the family does not reproduce that group's empirical P99: "
-            "see the mixture section."
+            f"{_model_name(options)}: posterior median [{ci} equal-tailed credible interval] "
+            "in ms; the last row pools all spans (posterior means are in "
+            "latency_summary.csv)."
+            + (
+                " A P99 PPC p-value below 0.01 (red) means the family does not reproduce "
+                "that group's empirical P99: see the mixture section."
+                if "P99 PPC p" in bad
+                else ""
+            )
         ),
+        _holdout_note(fits, options),
         _fig_or_missing(fits, result, "p99_forest"),
         H.table(
             shown,
-            bad_cells={"P99 PPC p": misfit},
+            bad_cells=bad,
             max_rows=HTML_MAX_ROWS,
             table_id="latency-table",
         ),
@@ -723,7 +817,44 @@ def _latency_section(fits: _Fits, options: ReportOptions, result: ReportResult) 
             1,
             H.note(f"{int(misfit[:-1].sum())} group(s) misfit at P99 (PPC p < 0.01).", "note bad"),
         )
-    return "\n".join(parts)
+    if outside.any():
+        names = ", ".join(str(ix) for ix in shown.index[outside][:5])
+        parts.insert(
+            1,
+            H.note(
+                f"{int(outside.sum())} group(s) whose held-out P99 falls outside the predicted "
+                f"interval: {names}{' ...' if outside.sum() > 5 else ''}.",
+                "note bad",
+            ),
+        )
+    return "\n".join(p for p in parts if p)
+
+
+def _model_name(options: ReportOptions) -> str:
+    """What the latency model is, in words, for the page."""
+    if options.family == "nonparametric":
+        return (
+            "Nonparametric model (bayesperf's default): each group's own spans with "
+            "Dirichlet weights on their spacings, and tails beyond the data from a Pareto "
+            "tail whose index is pooled across groups"
+        )
+    return f"Hierarchical {options.family} model, {options.pooling} pooling"
+
+
+def _holdout_note(fits: _Fits, options: ReportOptions) -> str:
+    """The held-out check in one sentence (or nothing when it did not run)."""
+    check = fits.holdout
+    if check is None:
+        return ""
+    ci = f"{100 * options.ci_prob:.10g}%"
+    covered = int(check["covered"].sum())
+    return H.note(
+        "Held-out check: the same model fit on half of the traces (split by trace id) "
+        f"predicted the empirical P99 of the other half for {len(check)} group(s) with at "
+        f"least 20 held-out spans; {covered} of {len(check)} fall inside the {ci} "
+        f"predictive interval (expect about {options.ci_prob:.0%}). Groups outside "
+        "(red) have intervals not to trust."
+    )
 
 
 def _transition_section(fits: _Fits, options: ReportOptions, result: ReportResult) -> str:

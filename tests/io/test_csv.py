@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import bayesperf
-from bayesperf import TraceFormatError
+from bayesperf import TraceFormatError, TraceReadWarning
 from bayesperf.io import canonical_csv
 from bayesperf.schema import SPAN_COLUMNS, SPAN_DTYPES
 
@@ -78,7 +78,8 @@ def test_unusable_rows_are_dropped_and_counted(tmp_path):
         "t,6,a,inf\n"  # non-finite
         "t,7,a,0\n",  # zero is a valid latency
     )
-    spans = bayesperf.read_traces(path)
+    with pytest.warns(TraceReadWarning, match=r"t\.csv: kept only 2 of 8 .* missing_latency"):
+        spans = bayesperf.read_traces(path)
     report = spans.attrs["read_report"]
     assert (report.records, report.kept) == (8, 2)
     assert dict(report.dropped) == {

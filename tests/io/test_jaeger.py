@@ -241,9 +241,13 @@ def test_missing_service_name_and_repeated_span_are_counted(tmp_path):
             trace(span("b", process="p3"), processes={"p3": {"serviceName": "x"}}),
         ]
     }
-    report = bayesperf.read_traces(write(tmp_path, doc)).attrs["read_report"]
-    assert (report.records, report.kept) == (3, 1)
-    assert dict(report.dropped) == {"missing_service": 1, "duplicate_span": 1}
+    spans = bayesperf.read_traces(write(tmp_path, doc))
+    report = spans.attrs["read_report"]
+    assert (report.records, report.kept) == (3, 2)
+    assert dict(report.dropped) == {"duplicate_span": 1}
+    # A process without serviceName keeps the Jaeger collector's placeholder, counted.
+    assert spans["service"].astype(str).tolist() == ["empty-service-name", "x"]
+    assert dict(report.flagged) == {"unnamed_service": 1}
 
 
 def test_gzip_file_is_read(tmp_path):

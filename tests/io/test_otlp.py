@@ -158,13 +158,13 @@ def test_missing_times_and_service_are_counted(tmp_path):
             {"scopeSpans": [{"spans": [ospan("04")]}]},  # no resource: no service
         ]
     }
-    report = bayesperf.read_traces(write(tmp_path, doc)).attrs["read_report"]
-    assert (report.records, report.kept) == (4, 1)
-    assert dict(report.dropped) == {
-        "missing_latency": 1,
-        "negative_latency": 1,
-        "missing_service": 1,
-    }
+    spans = bayesperf.read_traces(write(tmp_path, doc))
+    report = spans.attrs["read_report"]
+    assert (report.records, report.kept) == (4, 2)
+    assert dict(report.dropped) == {"missing_latency": 1, "negative_latency": 1}
+    # A resource without service.name is the specification's unknown_service, counted.
+    assert spans["service"].astype(str).tolist() == ["a", "unknown_service"]
+    assert report.flagged["unnamed_service"] == 1
 
 
 def test_numeric_times_and_base64_ids(tmp_path):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import bayesperf
-from bayesperf import TraceFormatError
+from bayesperf import TraceFormatError, TraceReadWarning
 from bayesperf.io import parquet
 from bayesperf.io.parquet import write_parquet
 from bayesperf.schema import SPAN_COLUMNS, SPAN_DTYPES
@@ -186,7 +186,8 @@ def test_missing_and_negative_latency_are_counted(tmp_path):
         tmp_path / "x.parquet",
         {"trace_id": ["t"] * 3, "service": ["a"] * 3, "latency": [1.0, None, -1.0]},
     )
-    report = bayesperf.read_traces(path).attrs["read_report"]
+    with pytest.warns(TraceReadWarning, match=r"x\.parquet: kept only 1 of 3"):
+        report = bayesperf.read_traces(path).attrs["read_report"]
     assert (report.records, report.kept) == (3, 1)
     assert dict(report.dropped) == {"missing_latency": 1, "negative_latency": 1}
 

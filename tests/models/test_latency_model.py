@@ -1,4 +1,5 @@
-"""LatencyModel: API, errors, persistence (fast), recovery and real data (slow)."""
+"""LatencyModel, hierarchical lognormal family: API, errors, persistence (fast), recovery and
+real data (slow). The default (nonparametric) family is tested in test_nonparametric.py."""
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ def fitted(spans):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return LatencyModel().fit(spans, random_seed=7, **FAST)
+        return LatencyModel("lognormal").fit(spans, random_seed=7, **FAST)
 
 
 def test_results_have_named_dims_and_group_labels(fitted):
@@ -108,9 +109,9 @@ def test_bad_configuration():
     with pytest.raises(ValueError, match="unknown latency family 'pareto'"):
         LatencyModel(family="pareto")
     with pytest.raises(ValueError, match="unknown pooling"):
-        LatencyModel(pooling="some")
+        LatencyModel("lognormal", pooling="some")
     with pytest.raises(ValueError, match=r"unknown prior\(s\) \['tau'\]"):
-        LatencyModel(priors={"tau": 1.0})
+        LatencyModel("lognormal", priors={"tau": 1.0})
     assert (
         LatencyPriors.from_dict(LatencyPriors(shape_sd_scale=0.5).to_dict()).shape_sd_scale == 0.5
     )
@@ -118,14 +119,16 @@ def test_bad_configuration():
 
 def test_bad_data():
     with pytest.raises(ValueError, match="no groups"):
-        LatencyModel().fit(LatencySummary.empty())
+        LatencyModel("lognormal").fit(LatencySummary.empty())
     hist = LatencySummary.from_histogram(
         [0, 5, 10, np.inf], [[3, 2, 1], [0, 0, 0]], groups=["a", "b"], by="service"
     )
     with pytest.raises(ValueError, match=r"groups without spans.*'b'"):
-        LatencyModel(by="service").fit(hist)
+        LatencyModel("lognormal", by="service").fit(hist)
     with pytest.raises(ValueError, match="negative"):
-        LatencyModel().fit(pd.DataFrame({"caller": ["a"], "callee": ["b"], "latency": [-1.0]}))
+        LatencyModel("lognormal").fit(
+            pd.DataFrame({"caller": ["a"], "callee": ["b"], "latency": [-1.0]})
+        )
 
 
 @quiet
@@ -140,7 +143,7 @@ def test_single_span_group_and_zero_durations():
     spans = pd.DataFrame(
         {"caller": ["a"] * 2001, "callee": ["b"] * 2000 + ["c"], "latency": np.append(lat, 3.0)}
     )
-    model = LatencyModel().fit(spans, random_seed=1, **FAST)
+    model = LatencyModel("lognormal").fit(spans, random_seed=1, **FAST)
     table = model.summary(overall=False)
     quantile_columns = [c for c in table.columns if c.startswith("p")]
     assert np.isfinite(table[quantile_columns].to_numpy(dtype=float)).all()
@@ -182,7 +185,7 @@ def test_binned_families_recover_from_histogram_buckets(family):
 @quiet
 @pytest.mark.parametrize("pooling", ["none", "complete"])
 def test_other_poolings(spans, pooling):
-    model = LatencyModel(pooling=pooling).fit(spans, random_seed=1, **FAST)
+    model = LatencyModel("lognormal", pooling=pooling).fit(spans, random_seed=1, **FAST)
     p50 = model.summary(overall=False)["p50_median"]
     if pooling == "complete":
         assert np.allclose(p50, p50.iloc[0])
@@ -228,7 +231,7 @@ def test_p99_intervals_cover_the_truth_at_the_nominal_rate():
     in 85-95% of pairs (binomial sd 2.2 points at 187 pairs; measured: 88.8%)."""
     graph = random_call_graph(120, random_seed=11, rare_pairs=40, families=("lognormal",))
     sim = simulate_traces(graph, 4000, random_seed=12)
-    model = LatencyModel().fit(sim.spans, random_seed=13, progressbar=False)
+    model = LatencyModel("lognormal").fit(sim.spans, random_seed=13, progressbar=False)
     table = model.summary(ci_prob=0.9, overall=False)
     truth = sim.truth.latency
     truth.index = pd.MultiIndex.from_tuples(
@@ -261,7 +264,7 @@ def test_sparse_and_huge_pairs_in_one_model_converge():
             )
         )
     spans = pd.concat(frames, ignore_index=True)
-    model = LatencyModel().fit(spans, random_seed=6, progressbar=False)
+    model = LatencyModel("lognormal").fit(spans, random_seed=6, progressbar=False)
     table = diagnose(model)
     assert table["ok"].all(), table
     # The data-rich pairs are pinned by their data.
@@ -273,7 +276,7 @@ def test_sparse_and_huge_pairs_in_one_model_converge():
 @pytest.mark.shared_data
 def test_real_traces_converge_and_hotel_load_raises_p99(shared_data):
     ob = bayesperf.read_traces(shared_data / "nezha-onlineboutique" / "fault_free")
-    model = LatencyModel().fit(ob, random_seed=1, progressbar=False)
+    model = LatencyModel("lognormal").fit(ob, random_seed=1, progressbar=False)
     assert diagnose(model)["ok"].all()
 
     tables, emp = {}, {}
@@ -281,7 +284,7 @@ def test_real_traces_converge_and_hotel_load_raises_p99(shared_data):
         spans = bayesperf.read_traces(
             shared_data / "jaeger-hotel-reservation" / f"hotel_load{load_}.json"
         )
-        fit = LatencyModel().fit(spans, random_seed=2, progressbar=False)
+        fit = LatencyModel("lognormal").fit(spans, random_seed=2, progressbar=False)
         assert diagnose(fit)["ok"].all(), load_
         tables[load_] = fit.summary(overall=False)
         emp[load_] = summarize_latency(spans).to_frame()["p99"]
@@ -309,7 +312,7 @@ def test_ppc_flags_a_bimodal_pair_and_not_lognormal_ones():
             ),
         }
     )
-    model = LatencyModel().fit(spans, random_seed=4, **FAST)
+    model = LatencyModel("lognormal").fit(spans, random_seed=4, **FAST)
     p = model.ppc_pvalue(0.99)
     assert p[("gw", "a")] > 0.05 and p[("gw", "b")] > 0.05
     assert p[("gw", "c")] < 0.01
@@ -336,7 +339,9 @@ def test_collapsed_sampler_matches_the_exact_posterior_on_a_grid(censored):
         "shape_mu_sd": 1.0,
     }
     spans = pd.DataFrame({"caller": "a", "callee": "b", "latency": latency})
-    model = LatencyModel(pooling="none", priors=priors).fit(spans, random_seed=3, progressbar=False)
+    model = LatencyModel("lognormal", pooling="none", priors=priors).fit(
+        spans, random_seed=3, progressbar=False
+    )
     assert diagnose(model)["ok"].all()
 
     log_y = np.log(latency[latency > 0])
@@ -368,12 +373,12 @@ def test_sampling_paths_are_seeded_and_pymc_is_reachable(spans):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a, b = (LatencyModel().fit(spans, random_seed=5, **FAST) for _ in range(2))
-        c = LatencyModel().fit(spans, random_seed=6, **FAST)
+        a, b = (LatencyModel("lognormal").fit(spans, random_seed=5, **FAST) for _ in range(2))
+        c = LatencyModel("lognormal").fit(spans, random_seed=6, **FAST)
         # Equal draws (attrs hold timestamps and timings).
         xr.testing.assert_equal(a.idata.posterior.to_dataset(), b.idata.posterior.to_dataset())
         assert not np.array_equal(a.idata.posterior["location"], c.idata.posterior["location"])
-        pymc_nuts = LatencyModel().fit(
+        pymc_nuts = LatencyModel("lognormal").fit(
             spans,
             random_seed=5,
             nuts_sampler="pymc",
