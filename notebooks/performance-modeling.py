@@ -95,8 +95,10 @@ print(f"{traces['trace_id'].nunique()} traces, {traces['service'].nunique()} ser
 # %% [markdown]
 # The seed's `MicroserviceInteractionModel()` took no arguments; here it gets the
 # sampler size (`**SAMPLER`) so CI can run the notebook quickly. One hierarchical
-# lognormal model over every caller → callee pair is fitted on the first call;
-# the overall distribution is the span-weighted mixture of the pairs' posteriors.
+# model over every caller → callee pair (bayesperf's default latency family,
+# `nonparametric`: each pair's own histogram, tails pooled across pairs; see
+# `docs/latency-model.md`) is fitted on the first call; the overall distribution is
+# the span-weighted mixture of the pairs' posteriors.
 
 # %%
 # Build interaction model
@@ -150,7 +152,7 @@ if "caller" in traces.columns and "callee" in traces.columns:
 # gets an honestly wide interval. The forest plot shows every pair's posterior P99
 # (point: median, line: 90% interval, diamond: the empirical P99 of its spans). A
 # latency objective becomes a probability: P(P99 > 250 ms) per pair. `p99_ppc_p`
-# is the posterior predictive p-value of the empirical P99 (near 0: the lognormal
+# is the posterior predictive p-value of the empirical P99 (near 0: the model
 # misses that pair's tail).
 
 # %%
@@ -167,11 +169,12 @@ pairs[[*columns, "P(P99 > 250 ms)", "p99_ppc_p"]].sort_values("p99_median", asce
 
 # %% [markdown]
 # Read the table critically: a posterior is only as good as its model. Where
-# `p99_ppc_p` is near 0 the empirical P99 is improbable under the fitted
-# lognormal, and the posterior P99 can sit far from it (the root pair
-# `(none) → frontend` most of all). Real pairs are multimodal (cache hits and
-# misses, different operations behind one pair): the posterior predictive grid in
-# section 7 shows it, and the mixture of section 6 fits such shapes.
+# `p99_ppc_p` is near 0 the empirical P99 is improbable under the fitted model and
+# the posterior P99 can sit far from it. Real pairs are multimodal (cache hits and
+# misses, different operations behind one pair): a single lognormal per pair misses
+# them (`docs/honest-tails.md`), while the default family follows each pair's own
+# histogram, so no `p99_ppc_p` here is near 0. The posterior predictive grid in
+# section 7 shows the shapes, and the mixture of section 6 names their regimes.
 
 # %% [markdown]
 # ## 4. Markov Chain Model
@@ -341,7 +344,7 @@ print(f"\nDetected {len(anomalies)} anomalous traces")
 # parent span includes its children, so pairs near the root rank high. An SLO
 # becomes P(P99 ≤ threshold) per pair (the root row `(none) → frontend` is the
 # end-to-end objective). The posterior predictive grid checks the model against
-# each pair's histogram: bars outside the band are spans the lognormal does not
+# each pair's histogram: bars outside the band are spans the model does not
 # expect.
 
 # %%

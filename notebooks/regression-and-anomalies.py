@@ -83,7 +83,7 @@ print("../shared/data:", ", ".join(sorted(p.name for p in DATA.iterdir() if p.is
 # ## 1. Regression: hotel reservation at load 25 vs load 100
 #
 # `compare_windows(before, after, q=0.99, threshold=0.1)` fits the hierarchical
-# lognormal model to each window (same configuration and seed) and, per pair,
+# latency model (the default family) to each window (same configuration and seed) and, per pair,
 # gives the posterior of the P99 ratio after / before: its median and 90%
 # interval, `p_increase` = P(ratio > 1) and `p_regression` = P(ratio > 1.1), a
 # rise of more than 10%. `empirical_ratio` is the ratio of the raw sample P99s,
@@ -102,12 +102,12 @@ regression
 # %% [markdown]
 # **Control.** The same window against itself: the two posteriors are
 # independent draws (the second is permuted), so P(ratio > 1) should be near 0.5
-# and P(regression) small. Two pairs have bimodal tails the lognormal misses
-# (`frontend → reservation` and `search → rate`: posterior P99 near 1 s and
-# 0.37 s against empirical 51 and 13 ms; `p99_ppc_p` 0): their P99 posteriors
-# are wide, so even against itself P(+10%) is about 0.37. That is the posterior
-# being honest about a poorly fitting family, not a regression; `p99_ppc_p` near
-# 0 is the warning sign to check before trusting a ratio.
+# and P(regression) small; it is largest where the P99 interval is widest
+# (`frontend → profile`).
+# `p99_ppc_p` near 0 would mark a pair whose empirical P99 the model does not
+# reproduce, the warning sign to check before trusting a ratio (the lognormal
+# family, for one, misses `frontend → reservation` and `search → rate`, whose
+# tails are bimodal).
 
 # %%
 control = analyzer.compare_windows(hotel[25], hotel[25], q=0.99, threshold=0.1)
@@ -201,7 +201,7 @@ def episode(time: pd.Timestamp) -> str:
 # **Detection.** The baseline is the fault-free minute (recorded a day later).
 # Each span gets its posterior predictive tail probability under its group's
 # model fitted on the baseline (within the baseline's range, its rank among the
-# baseline's spans; beyond it, the lognormal's tail); a trace combines its spans
+# baseline's spans; beyond it, the model's tail); a trace combines its spans
 # (Simes); Benjamini–Hochberg across each minute's traces keeps the expected
 # share of false flags among the flagged at 5%. Spans are grouped by (caller,
 # callee, operation): a caller → callee pair mixes operations of very different
@@ -265,8 +265,8 @@ per_fault
 # answers at once and calls nothing: the band of ~0.3 ms traces after 04:02:07 in
 # the timeline below). A test for slow tails barely sees it, and such short
 # traces also occur in the baseline, so `tail="both"` does not find them either
-# (recall 8–15%, `docs/analysis.md`): a fault that changes the call structure
-# needs the transition model. The per-minute table shows where the false flags
+# (`docs/analysis.md`): a fault that changes the call structure needs the
+# transition model. The per-minute table shows where the false flags
 # fall: on the minutes before each injection (traces unlike a baseline recorded
 # a day later).
 

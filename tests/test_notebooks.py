@@ -116,7 +116,7 @@ def check_performance_modeling(nb, output: Path) -> None:
     printed = stdout(nb)
     for line in (
         "Loaded 22969 trace records",
-        "Distribution: lognormal",
+        "Distribution: nonparametric",  # bayesperf's default latency family
         "Latency Models for Top 5 Service Pairs:",
         "Number of states:",
         "Path 3:",
