@@ -50,7 +50,8 @@ import xarray as xr
 from scipy import special
 
 from bayesperf import schema as S
-from bayesperf.models._base import PriorSpec
+from bayesperf.models import _mixture_density as _density
+from bayesperf.models._base import Density, PriorSpec, sample_density
 from bayesperf.models.latency import (
     MISSING_KEY,
     SummaryFit,
@@ -299,6 +300,31 @@ class MixtureModel(SummaryFit):
         sample_kwargs: dict[str, Any],
     ) -> None:
         priors = self._resolved_priors(pooled, k)
+        defaults = {} if self.grouped else {"target_accept": UNGROUPED_TARGET_ACCEPT}
+        settings = self._sampler_settings(sample_kwargs, **defaults)
+        if not self.grouped and self._density_samples(settings):
+            # The same density as _build's model, compiled once per machine (see
+            # _mixture_density), from the same start: no per-process compilation.
+            density = _ungrouped_density(fit, pooled, priors, k)
+            idata = sample_density(density, random_seed, **settings)
+        else:
+            idata = self._sample_pymc(fit, pooled, priors, k, random_seed, sample_kwargs, defaults)
+        idata["fit_data"] = xr.DataTree(summary.to_dataset())
+        idata.attrs["resolved_priors"] = _json(priors.to_dict())
+        idata.attrs["n_components_fit"] = int(k)
+        self._idata = idata
+
+    def _sample_pymc(
+        self,
+        fit: _FitData,
+        pooled: _Pooled,
+        priors: MixturePriors,
+        k: int,
+        random_seed: int | None,
+        sample_kwargs: dict[str, Any],
+        defaults: dict[str, Any],
+    ) -> xr.DataTree:
+        """Sample the PyMC model (:meth:`_build`): grouped mixtures, or PyMC-only settings."""
         model, initvals = self._build(fit, pooled, priors, k)
         kwargs = dict(sample_kwargs)
         # Every chain starts at the data quantiles, without jitter: jittered starts
@@ -312,12 +338,7 @@ class MixtureModel(SummaryFit):
         kwargs.setdefault("initvals", initvals)
         # Checked by _check_convergence (PyMC's own checks warn on K=1's constant weight).
         kwargs.setdefault("compute_convergence_checks", False)
-        defaults = {} if self.grouped else {"target_accept": UNGROUPED_TARGET_ACCEPT}
-        idata = self._sample(model, random_seed, kwargs, **defaults)
-        idata["fit_data"] = xr.DataTree(summary.to_dataset())
-        idata.attrs["resolved_priors"] = _json(priors.to_dict())
-        idata.attrs["n_components_fit"] = int(k)
-        self._idata = idata
+        return self._sample(model, random_seed, kwargs, **defaults)
 
     def _resolved_priors(self, pooled: _Pooled, k: int) -> MixturePriors:
         p = self.priors
@@ -714,6 +735,40 @@ def _component_probs(location, sigma, lo: np.ndarray, hi: np.ndarray):
     b = pt.switch(upper, -z_lo, z_hi)
     # Φ(b) − Φ(a), Φ(x) = erfc(−x / √2) / 2.
     return 0.5 * (pt.erfc(-b / math.sqrt(2.0)) - pt.erfc(-a / math.sqrt(2.0)))
+
+
+def _ungrouped_density(fit: _FitData, pooled: _Pooled, priors: MixturePriors, k: int) -> Density:
+    """The density of :meth:`MixtureModel._build`'s model without groups, for nutpie.
+
+    Same cells, edge stand-ins, priors, floor and EM start as the PyMC model.
+    """
+    log_lo = np.log(np.where(fit.cell_lo > 0, fit.cell_lo, _EDGE_ZERO))
+    log_hi = np.log(np.where(np.isfinite(fit.cell_hi), fit.cell_hi, _EDGE_INF))
+    count = fit.cell_count.astype(np.float64)
+    concentration = np.full(k, float(priors.weight_concentration))
+    data = (
+        log_lo,
+        log_hi,
+        count,
+        float(priors.location_mean),
+        float(priors.location_sd),
+        math.log(priors.sigma_median),
+        float(priors.sigma_log_sd),
+        concentration,
+        _PROB_FLOOR,
+    )
+
+    def expand(x: np.ndarray) -> dict[str, np.ndarray]:
+        location, sigma, weights = _density.constrained(x, k)
+        return {"location": location, "sigma": sigma, "weights": weights}
+
+    return Density(
+        logp_and_grad=lambda x: _density.logp_and_grad(x, *data),
+        expand=expand,
+        start=_density.unconstrained(*_em_start(fit, pooled, k)),
+        dims={name: ("component",) for name in ("location", "sigma", "weights")},
+        coords={"component": np.arange(k)},
+    )
 
 
 def _log_interval_prob(mu, sd, lo, hi) -> np.ndarray:
