@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/demo.py                       # 3 runs of this checkout
     python benchmarks/demo.py --against main        # and of another revision, alternating
-    python benchmarks/demo.py --cold                # empty PyTensor cache in every run
+    python benchmarks/demo.py --cold                # empty compile caches in every run
     python benchmarks/demo.py --quick               # one run with --quick sampler settings
 
 What is measured
@@ -23,12 +23,14 @@ Baseline in the same run
     (A B A B ...), so both see the same machine load. Stage times are compared as the
     ratio of medians.
 
-PyTensor cache
+Compile caches
     PyTensor compiles every model's log-density with numba and caches the compiled
-    pieces on disk (``~/.pytensor``). A first run on a machine compiles everything; later
-    runs (of any checkout) load what they can. ``--cold`` points every run at an empty
-    cache directory (``PYTENSOR_FLAGS=base_compiledir=...``): the first-run-ever cost.
-    Without it, the first run of a new model may still be cold: look at the spread.
+    pieces on disk (``~/.pytensor``), and the mixture's hand-written density is a numba
+    function cached beside its module (``__pycache__``). A first run on a machine
+    compiles everything; later runs (of any checkout) load what they can. ``--cold``
+    points every run at empty cache directories (``PYTENSOR_FLAGS=base_compiledir=...``,
+    ``NUMBA_CACHE_DIR``): the first-run-ever cost. Without it, the first run of a new
+    model may still be cold: look at the spread.
 
 Prints markdown and writes ``benchmarks/out/demo.json`` (``--quick`` writes nothing).
 """
@@ -108,6 +110,7 @@ def run_once(source: Path, work: Path, quick: bool, cold: bool) -> dict[str, Any
     if cold:
         cache = tempfile.mkdtemp(dir=work, prefix="pytensor-")
         env["PYTENSOR_FLAGS"] = f"base_compiledir={cache}"
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(dir=work, prefix="numba-")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per checkout (default 3)")
     parser.add_argument("--against", metavar="REV", help="also run this git revision")
-    parser.add_argument("--cold", action="store_true", help="empty PyTensor cache per run")
+    parser.add_argument("--cold", action="store_true", help="empty compile caches per run")
     parser.add_argument("--quick", action="store_true", help="one run, --quick sampler")
     args = parser.parse_args(argv)
     runs_per = 1 if args.quick else args.runs
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
 
     labels = list(runs)
     table = stage_table(runs)
-    cache = "empty PyTensor cache per run (--cold)" if args.cold else "PyTensor cache as found"
+    cache = "empty compile caches per run (--cold)" if args.cold else "compile caches as found"
     print(f"\n## `bayesperf report --demo`, stage by stage ({runs_per} run(s) each; {cache})\n")
     print("Wall seconds: median (min-max); CPU seconds (all threads): median.\n")
     ratio = len(labels) == 2
