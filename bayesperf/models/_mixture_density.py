@@ -4,9 +4,9 @@
 (``MixtureModel._build``). Sampling a PyMC model with nutpie compiles it with numba in
 every process, and for this small model (8 parameters for K = 3, about a hundred
 fitting cells) that compilation, not the sampling, was the fit's cost: nutpie's
-per-process numba start-up and the model's own compile took 7-10 s CPU of a 9-13 s
-mixture step in ``bayesperf report --demo``, and a first run on a machine 25-50 s more
-(``benchmarks/demo.py``). This module writes the same density by hand:
+per-process numba start-up and the model's own compile took about 10 s of the 12.6 s
+CPU of the mixture step of ``bayesperf report --demo``, and a machine's first run
+25-35 s more (``benchmarks/demo.py``). This module writes the same density by hand:
 :func:`logp_and_grad` is a numba function cached on disk (``cache=True``), so it is
 compiled once per machine (about 2 s) and loaded in a fraction of a second after that,
 and nutpie samples it through its Python-function interface.

@@ -27,6 +27,12 @@ Grouping
     ``w_g ~ Dirichlet(α β)``, ``β ~ Dirichlet(a)`` the population shares and ``α`` the
     concentration. A pair with 5 spans borrows its weights from the population.
 
+Sampling
+    Without groups, the model's density is also written in numba
+    (:mod:`bayesperf.models._mixture_density`, compiled once per machine) and sampled
+    from there: the same draws as the PyMC model, without compiling it in every
+    process. Grouped mixtures sample the PyMC model.
+
 Number of components
     ``n_components="auto"`` fits K = 1 … ``max_components`` and compares them by
     span-weighted PSIS-LOO (:func:`bayesperf.diagnostics.compare`): the chosen K is the
