@@ -1,4 +1,4 @@
-"""Command line: ``bayesperf summary|fit|report TRACES... | --demo``.
+"""Command line: ``bayesperf summary|fit|report|what-if TRACES... | --demo``.
 
 ``summary`` reads traces (any supported format), prints what was read and dropped, then
 the per-group latency table (count, exact mean/min/max, P50/P95/P99 from the 1% bins)
@@ -6,8 +6,12 @@ and, optionally, the transition counts. ``fit`` fits the latency model and
 prints posterior P50/P95/P99 with credible intervals and the convergence checks.
 ``report`` fits the latency, transition and mixture models and writes a self-contained
 HTML report with the tables as CSV and the models as ``.nc`` (see
-:mod:`bayesperf.report`). Every command exits with 2 for unreadable input and 3 when a
-convergence check fails (``fit``, ``report``: the results are still printed or written).
+:mod:`bayesperf.report`). ``what-if`` fits the end-to-end request model and prints each
+entry point's P50/P95/P99 today and after a change (``--scale SERVICE=FACTOR``,
+``--add-ms SERVICE=MS``, ``--call-prob CALLER:CALLEE=P``), with credible intervals, and
+optionally where to optimise first (``--attribution``). Every command exits with 2 for
+unreadable input and 3 when a convergence check fails (``fit``, ``report``,
+``what-if``: the results are still printed or written).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--output", help="save the fitted model (.nc or .zarr)")
     fit.add_argument("--csv", help="also write the posterior table to this CSV file")
     _add_report_parser(commands)
+    _add_what_if_parser(commands)
     return parser
 
 
@@ -161,6 +166,100 @@ def _add_report_parser(commands: Any) -> None:
     )
 
 
+def _assignment(kind: str):
+    """Parser of ``KEY=VALUE`` options: a float value and a service (or node type) key.
+
+    ``SERVICE`` names all its operations, ``SERVICE::OPERATION`` one node type;
+    ``--call-prob`` keys are ``CALLER:CALLEE``.
+    """
+
+    def parse(text: str) -> tuple[Any, float]:
+        key, sep, value = text.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or not key or number != number:
+            raise argparse.ArgumentTypeError(f"expected {kind}=NUMBER, got {text!r}")
+        if kind == "CALLER:CALLEE":
+            caller, colon, callee = key.partition(":")
+            if not colon or not caller or not callee:
+                raise argparse.ArgumentTypeError(f"expected CALLER:CALLEE=P, got {text!r}")
+            return (_node(caller), _node(callee)), number
+        return _node(key), number
+
+    return parse
+
+
+def _node(key: str) -> str | tuple[str, str]:
+    service, sep, operation = key.partition("::")
+    return (service, operation) if sep else key
+
+
+def _add_what_if_parser(commands: Any) -> None:
+    what_if = commands.add_parser(
+        "what-if",
+        help="end-to-end P50/P95/P99 per entry point today and after a change",
+        description=(
+            "Fit the end-to-end request model (call structure + self times) and print, per "
+            "entry point, P50/P95/P99 today and after the change, with credible "
+            "intervals and P(improvement). Exit code 0: done; 2: unreadable input or "
+            "options; 3: a convergence check of the self-time model failed."
+        ),
+    )
+    _add_source_arguments(what_if)
+    what_if.add_argument(
+        "--scale",
+        action="append",
+        type=_assignment("SERVICE"),
+        default=[],
+        metavar="SERVICE=FACTOR",
+        help="multiply the service's self times (0.7: 30%% faster); SERVICE::OPERATION "
+        "for one operation; repeatable",
+    )
+    what_if.add_argument(
+        "--add-ms",
+        action="append",
+        type=_assignment("SERVICE"),
+        default=[],
+        metavar="SERVICE=MS",
+        help="add milliseconds to the service's self times; repeatable",
+    )
+    what_if.add_argument(
+        "--call-prob",
+        action="append",
+        type=_assignment("CALLER:CALLEE"),
+        default=[],
+        metavar="CALLER:CALLEE=P",
+        help="probability that a CALLER span calls CALLEE; repeatable",
+    )
+    what_if.add_argument(
+        "--improvement",
+        type=float,
+        default=0.1,
+        help="P(improves) is P(after < (1 - x) today) (0.1)",
+    )
+    what_if.add_argument(
+        "--attribution",
+        action="store_true",
+        help="also rank services by the expected P99 drop if their self time fell 10%%",
+    )
+    what_if.add_argument(
+        "--latency",
+        default=LATENCY_FAMILIES[0],
+        choices=LATENCY_FAMILIES,
+        help="self-time model family (default: nonparametric, each node type's own histogram)",
+    )
+    what_if.add_argument("--ci", type=float, default=0.9, help="credible interval mass (0.9)")
+    what_if.add_argument("--draws", type=int, default=500, help="draws per chain (500)")
+    what_if.add_argument("--tune", type=int, default=500, help="tuning steps per chain (500)")
+    what_if.add_argument("--chains", type=int, default=2, help="chains (2)")
+    what_if.add_argument("--n-draws", type=int, default=200, help="posterior draws simulated (200)")
+    what_if.add_argument("--n-requests", type=int, default=10_000, help="requests per draw (10000)")
+    what_if.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    what_if.add_argument("--csv", help="also write the what-if table to this CSV file")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -169,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "report":
         return _report(args, argv)
+    if args.command == "what-if" and not (args.scale or args.add_ms or args.call_prob):
+        print(
+            "bayesperf what-if: give at least one --scale, --add-ms or --call-prob", file=sys.stderr
+        )
+        return 2
     try:
         source = datasets.online_boutique_path() if args.demo else args.traces
         spans = read_traces(source, format=args.format)
@@ -184,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "fit":
             return _fit(spans, by, args)
+        if args.command == "what-if":
+            return _what_if(spans, args)
         table = summarize_latency(spans, by=by).to_frame()
     except ValueError as exc:
         print(f"bayesperf: {exc}", file=sys.stderr)
@@ -317,6 +423,77 @@ def _fit(spans: pd.DataFrame, by, args: argparse.Namespace) -> int:
         table.to_csv(args.csv)
         print(f"wrote {args.csv}")
     return 0 if checks["ok"].all() else 3
+
+
+def _what_if(spans: pd.DataFrame, args: argparse.Namespace) -> int:
+    import warnings
+
+    from bayesperf.analysis.critical_path import attribute
+    from bayesperf.diagnostics import diagnose
+    from bayesperf.models import ConvergenceWarning, LatencyModel, RequestModel
+
+    model = RequestModel(args.latency, n_draws=args.n_draws, n_requests=args.n_requests)
+    print(
+        f"Fitting the request model ({args.latency} self times, {args.chains} chains x "
+        f"{args.draws} draws), then {args.n_requests:,} requests x {args.n_draws} draws...",
+        flush=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(
+            spans,
+            random_seed=args.seed,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            progressbar=sys.stdout.isatty(),
+        )
+    try:
+        table = model.what_if(
+            scale=dict(args.scale) or None,
+            add_ms=dict(args.add_ms) or None,
+            call_prob=dict(args.call_prob) or None,
+            improvement=args.improvement,
+            ci_prob=args.ci,
+        )
+    except KeyError as exc:  # an unknown service or operation
+        print(f"bayesperf what-if: {exc.args[0]}", file=sys.stderr)
+        return 2
+    ci = f"{100 * args.ci:.10g}%"
+    shown = pd.DataFrame(index=table.index)
+    shown["n"] = table["n"]
+    shown["observed"] = table["observed"].round(2)
+    for prefix, label in (("today", "today"), ("after", "after"), ("change_pct", "change %")):
+        shown[f"{label} [{ci}]"] = [
+            f"{m:,.4g} [{lo:,.4g}, {hi:,.4g}]"
+            for m, lo, hi in zip(
+                table[f"{prefix}_median"],
+                table[f"{prefix}_lower"],
+                table[f"{prefix}_upper"],
+                strict=True,
+            )
+        ]
+    shown[f"P(better by >{100 * args.improvement:g}%)"] = table["p_improves"].round(3)
+    shown[f"P(worse by >{100 * args.improvement:g}%)"] = table["p_worsens"].round(3)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(f"\nEnd-to-end latency (ms) per entry point: median [{ci} credible interval]")
+        print(shown.to_string())
+        if args.attribution:
+            ranking = attribute(model, ci_prob=args.ci)
+            columns = ["today_ms", "reduction_ms", "reduction_ms_lower", "reduction_ms_upper"]
+            print("\nWhere to optimise first: P99 drop (ms) if the service's self time fell 10%")
+            print(ranking[[*columns, "p_top3"]].round(3).to_string())
+    if args.csv:
+        table.to_csv(args.csv)
+        print(f"\nwrote {args.csv}")
+    checks = diagnose(model.latency) if isinstance(model.latency, LatencyModel) else None
+    if checks is not None and not checks["ok"].all():
+        failed = ", ".join(checks.index[~checks["ok"]])
+        print(
+            f"convergence checks failed for {failed} (more --draws usually help)", file=sys.stderr
+        )
+        return 3
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,8 +32,6 @@
 # `shared/data/README.md`); they are not bundled with bayesperf.
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -47,29 +45,12 @@ from bayesperf.datasets.nezha import affected_traces, fault_windows, trace_times
 # %%
 # Sampler size and output folder (notebooks/_settings.py): CI executes this notebook
 # with BAYESPERF_NOTEBOOK_DRAWS=100 BAYESPERF_NOTEBOOK_CHAINS=2.
-from _settings import SAMPLER, show_settings
+from _settings import SAMPLER, shared_data, show_settings
 
 show_settings()
 
-
 # %%
-def shared_data() -> Path:
-    """``../shared/data`` beside the repository holding this notebook."""
-    here = Path.cwd().resolve()
-    roots = [p for p in (here, *here.parents) if (p / "bayesperf" / "__init__.py").is_file()]
-    if not roots:
-        raise FileNotFoundError(f"run this notebook from the bayesperf repository (cwd: {here})")
-    repo = roots[0]
-    data = repo.parent / "shared" / "data"
-    if not data.is_dir():
-        raise FileNotFoundError(
-            f"the real traces are expected in {data} (../shared/data beside the repository); "
-            "this notebook needs the hotel-reservation and Online Boutique folders there"
-        )
-    return data
-
-
-DATA = shared_data()
+DATA = shared_data()  # ../shared/data: the hotel-reservation and Online Boutique folders
 print("../shared/data:", ", ".join(sorted(p.name for p in DATA.iterdir() if p.is_dir())))
 
 # %% [markdown]

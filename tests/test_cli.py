@@ -86,3 +86,28 @@ def test_family_names_agree_with_the_models():
 
     assert LATENCY_FAMILIES == FAMILIES
     assert ReportOptions().family == LatencyModel().family == FAMILIES[0]
+
+
+def test_what_if_prints_today_after_and_the_ranking(capsys, tmp_path):
+    out_csv = tmp_path / "what_if.csv"
+    args = ["what-if", "--demo", "--n-draws", "20"]
+    args += ["--n-requests", "1000", "--scale", "currencyservice=0.5"]
+    args += ["--call-prob", "frontend:adservice=0.3", "--attribution", "--csv", str(out_csv)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "End-to-end latency (ms) per entry point: median [90% credible interval]" in text
+    assert "P(better by >10%)" in text and "Where to optimise first" in text
+    table = pd.read_csv(out_csv, index_col=[0, 1, 2])
+    assert table.index.get_level_values("quantile").tolist() == ["p50", "p95", "p99"]
+    assert (table["change_median"] < 0).all()  # faster currency calls, fewer ad calls
+
+
+def test_what_if_needs_a_change_and_known_services(capsys):
+    assert main(["what-if", "--demo"]) == 2
+    assert "at least one --scale" in capsys.readouterr().err
+    args = ["what-if", "--demo", "--n-draws", "5"]
+    assert main([*args, "--n-requests", "100", "--scale", "nope=0.5"]) == 2
+    assert "no service 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["what-if", "--demo", "--scale", "frontend"])
+    assert "expected SERVICE=NUMBER" in capsys.readouterr().err

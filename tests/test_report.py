@@ -119,7 +119,7 @@ def test_writes_every_file_and_exit_code_follows_the_checks(report):
         assert (out / "figures" / f"{key}.png").stat().st_size > 0, key
     assert (out / "comparison.csv").is_file()
     diagnostics = pd.read_csv(out / "diagnostics.csv")
-    assert set(diagnostics["model"]) == {"latency", "latency, held-out half", "mixture"}
+    assert set(diagnostics["model"]) == {"latency", "latency, held-out half", "request", "mixture"}
     check = pd.read_csv(out / "holdout_check.csv")
     assert len(check) > 0 and set(check["covered"]) <= {True, False}
     # 3 exactly when a check failed (short --quick chains usually fail some).
@@ -129,7 +129,8 @@ def test_writes_every_file_and_exit_code_follows_the_checks(report):
 
 def test_progress_names_each_step_with_elapsed_seconds(report):
     err = report["stderr"]
-    for step in ("read traces", "latency model", "transition model", "mixture model"):
+    steps = ("read traces", "latency model", "transition model", "request model", "mixture model")
+    for step in steps:
         assert f"{step}: done in" in err
     assert "bayesperf report [" in err and " s] figures ..." in err
     if report["code"] == 3:
@@ -148,6 +149,8 @@ def test_html_has_every_section_table_and_figure_inline(report):
     for table in (
         "latency-table",
         "transition-table",
+        "end-to-end-table",
+        "attribution-table",
         "mixture-table",
         "comparison-table",
         "diagnostics-latency",
@@ -187,6 +190,19 @@ def test_csvs_round_trip_and_match_the_saved_models(report):
     comparison = pd.read_csv(out / "comparison.csv", index_col=0)
     # Four modes: the nonparametric model follows all of them, a 2-component mixture cannot.
     assert comparison.index.tolist() == ["nonparametric (one distribution)", "mixture (K=2)"]
+
+    request = bayesperf.load(out / "request.nc")
+    end_to_end = pd.read_csv(out / "end_to_end.csv", index_col=[0, 1])
+    pd.testing.assert_frame_equal(end_to_end, request.summary(), check_dtype=False)
+    assert end_to_end.index.tolist() == [("frontend", "request")]
+    assert int(end_to_end["n"].iloc[0]) == 300
+    attribution = pd.read_csv(out / "attribution.csv", index_col=[0, 1, 2])
+    assert set(attribution.index.get_level_values("target")) == {
+        "frontend",
+        "cache",
+        "backend",
+        "db",
+    }
 
 
 def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
@@ -228,7 +244,7 @@ def test_without_the_mixture_the_report_says_why(small_traces, tmp_path, monkeyp
     assert page.missing == ["mixture"]
     assert set(page.figures) == set(FIGURES) - {"mixture"}
     assert "not available in this bayesperf installation" in result.html.read_text()
-    assert set(result.diagnostics["model"]) == {"latency", "latency, held-out half"}
+    assert set(result.diagnostics["model"]) == {"latency", "latency, held-out half", "request"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

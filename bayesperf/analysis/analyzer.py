@@ -11,6 +11,7 @@ computations (:mod:`~bayesperf.analysis.hotspots`,
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -19,10 +20,13 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.analysis import anomalies as _anomalies
+from bayesperf.analysis import critical_path as _critical_path
 from bayesperf.analysis import hotspots as _hotspots
 from bayesperf.analysis import regression as _regression
 from bayesperf.analysis._input import Traces, find_group, span_table, summary_digest
 from bayesperf.models.latency import NONPARAMETRIC, LatencyModel, LatencyPriors, Pooling
+from bayesperf.models.request import RequestModel
+from bayesperf.summaries.calls import summarize_calls
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 
 #: Seed-style keys of :meth:`PerformanceAnalyzer.analyze_latency_distribution`, and the
@@ -107,6 +111,7 @@ class PerformanceAnalyzer:
         self.cache_size = int(cache_size)
         self.sample_kwargs = dict(sample_kwargs)
         self._cache: OrderedDict[str, LatencyModel] = OrderedDict()
+        self._requests: OrderedDict[str, RequestModel] = OrderedDict()
 
     @property
     def by(self) -> tuple[str, ...]:
@@ -167,6 +172,51 @@ class PerformanceAnalyzer:
             self._cache.popitem(last=False)
         return model
 
+    def request_model(self, traces: Traces | RequestModel) -> RequestModel:
+        """The fitted end-to-end :class:`~bayesperf.models.request.RequestModel` of ``traces``.
+
+        Self times use the analyzer's latency configuration (family, pooling, priors);
+        fit once per distinct data, then cached like the latency models.
+        """
+        if isinstance(traces, RequestModel):
+            if not traces.is_fitted:
+                raise ValueError("the RequestModel passed is not fitted: call .fit(spans) first")
+            return traces
+        spans = span_table(traces, (S.TRACE_ID, S.SPAN_ID, S.PARENT_ID, S.START_TIME))
+        summary = summarize_calls(spans)
+        patterns = summary.patterns.to_frame().to_json().encode()
+        key = summary_digest(summary.self_time) + hashlib.sha256(patterns).hexdigest()
+        if key in self._requests:
+            self._requests.move_to_end(key)
+            return self._requests[key]
+        config = {k: v for k, v in self._config.items() if k not in ("by", "likelihood")}
+        model = RequestModel(LatencyModel(**config)).fit(
+            summary, random_seed=self.random_seed, **self.sample_kwargs
+        )
+        self._requests[key] = model
+        while len(self._requests) > self.cache_size:
+            self._requests.popitem(last=False)
+        return model
+
+    def critical_path(
+        self,
+        traces: Traces | RequestModel,
+        q: float = 0.99,
+        reduction: float = 0.1,
+        top_n: int = 5,
+    ) -> pd.DataFrame:
+        """Per entry point, the expected drop of its ``q``-quantile if a service got faster.
+
+        See :func:`bayesperf.analysis.critical_path.attribute` (the table, all services).
+
+        Examples
+        --------
+        >>> analyzer.critical_path(traces, q=0.99, reduction=0.1)  # doctest: +SKIP
+        """
+        return _critical_path.attribute(
+            self.request_model(traces), q=q, reduction=reduction, top_n=top_n, ci_prob=self.ci_prob
+        )
+
     # ------------------------------------------------------------- the seed's calls
     def analyze_latency_distribution(
         self, traces: ModelInput, pair: Sequence[str | None] | str | None = None
@@ -208,7 +258,12 @@ class PerformanceAnalyzer:
         return out
 
     def identify_hotspots(
-        self, traces: Traces, top_n: int = 5, *, per: _hotspots.Per = "trace"
+        self,
+        traces: Traces,
+        top_n: int = 5,
+        *,
+        per: _hotspots.Per = "trace",
+        method: _hotspots.Method = "contribution",
     ) -> pd.DataFrame:
         """The ``top_n`` groups by posterior contribution (call rate × mean latency).
 
@@ -221,6 +276,10 @@ class PerformanceAnalyzer:
             Rows returned, and the ``n`` of the ranking probability.
         per : {"trace", "second"}, default "trace"
             Contribution in ms per trace, or ms per second of the window.
+        method : {"contribution", "critical_path"}, default "contribution"
+            ``"critical_path"`` ranks services per entry point by the expected drop of
+            its P99 if their self time fell by 10% (:meth:`critical_path`; the table of
+            :func:`~bayesperf.analysis.hotspots.rank_critical_path`; ``per`` unused).
 
         Returns
         -------
@@ -235,7 +294,13 @@ class PerformanceAnalyzer:
         Examples
         --------
         >>> print(analyzer.identify_hotspots(traces, top_n=5))  # doctest: +SKIP
+        >>> analyzer.identify_hotspots(traces, method="critical_path")  # doctest: +SKIP
         """
+        if method not in _hotspots.METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {_hotspots.METHODS}")
+        if method == "critical_path":
+            model = self.request_model(traces)
+            return _hotspots.rank_critical_path(model, top_n, ci_prob=self.ci_prob)
         needed = (S.TRACE_ID,) if per == "trace" else (S.START_TIME,)
         spans = span_table(traces, (*self.by, S.LATENCY, *needed))
         model = self.latency_model(spans)

@@ -18,6 +18,12 @@ groups' contributions.
 
 Latency is the span duration as recorded: in real traces a parent span's duration
 includes its children's, so callers near the root naturally rank high.
+
+The ranking can also be by **critical-path attribution** (:func:`rank_critical_path`,
+``PerformanceAnalyzer.identify_hotspots(method="critical_path")``): per entry point,
+the expected drop of its P99 if a service's self time fell by 10%
+(:mod:`bayesperf.analysis.critical_path`) — time spent where requests wait for it, in
+their tail, rather than time spent anywhere.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ import pandas as pd
 
 from bayesperf import schema as S
 from bayesperf.analysis._input import stacked
+from bayesperf.analysis.critical_path import attribute
 from bayesperf.models.latency import LatencyModel, posterior_interval
+from bayesperf.models.request import RequestModel
 
 Per = Literal["trace", "second"]
+Method = Literal["contribution", "critical_path"]
+METHODS: tuple[Method, ...] = ("contribution", "critical_path")
 
 
 def exposure(spans: pd.DataFrame, per: Per) -> float:
@@ -110,3 +120,34 @@ def rank_hotspots(
     table = table.sort_values(f"ms_per_{unit}", ascending=False, kind="stable")
     table.attrs.update({"per": per, "exposure": exposure_units})
     return table
+
+
+def rank_critical_path(
+    model: RequestModel,
+    top_n: int = 5,
+    *,
+    q: float = 0.99,
+    reduction: float = 0.1,
+    ci_prob: float = 0.9,
+) -> pd.DataFrame:
+    """The ``top_n`` services per entry point by critical-path attribution.
+
+    Parameters
+    ----------
+    model : RequestModel
+        Fitted on the spans.
+    top_n : int, default 5
+        Rows per entry point, and the ``n`` of ``p_top<n>``.
+    q, reduction, ci_prob
+        As in :func:`bayesperf.analysis.critical_path.attribute`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The attribution table (largest expected reduction of the entry point's
+        ``q``-quantile first), ``top_n`` rows per entry point.
+    """
+    if not isinstance(top_n, int | np.integer) or top_n < 1:
+        raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
+    table = attribute(model, q=q, reduction=reduction, top_n=top_n, ci_prob=ci_prob)
+    return table.groupby(level=[0, 1], sort=False).head(top_n)

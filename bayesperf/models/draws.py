@@ -76,6 +76,34 @@ class LatencyDraws(ABC):
             ratio = tail[:-1] / tail[-1]
         return np.clip(np.where(tail[-1] > 0, ratio, 0.0), 0.0, 1.0)
 
+    def statistics(
+        self,
+        qs: ArrayLike = (),
+        u: np.ndarray | None = None,
+        *,
+        mixture: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every group's quantiles ``qs``, mean, and quantile at per-draw levels ``u``.
+
+        One pass over the groups: ``quantiles`` (draws, groups, len(qs)), ``mean``
+        (draws, groups) and, with ``u`` of shape (draws, groups), ``at_u`` (draws,
+        groups) — ``F⁻¹`` of each draw at its own level (for predictive checks). With
+        ``mixture=(weights, mixture_qs, draws)``, also the quantiles of the weighted
+        mixture of the groups in those draws (``mixture_quantiles``, (len(draws),
+        len(mixture_qs))).
+        """
+        qs = np.atleast_1d(np.asarray(qs, dtype=np.float64))
+        d = np.arange(self.n_draws)[:, None]
+        g = np.arange(len(self.groups))[None, :]
+        out = {"quantiles": self.ppf(qs[None, None, :], g[..., None], d[..., None])}
+        out["mean"] = self.mean(g, d)
+        if u is not None:
+            out["at_u"] = self.ppf(u, g, d)
+        if mixture is not None:
+            weights, mixture_qs, rows = mixture
+            out["mixture_quantiles"] = self.subset(rows).mixture_quantiles(weights, mixture_qs)
+        return out
+
     def mixture_quantiles(
         self, weights: np.ndarray, qs: np.ndarray, iterations: int = 50
     ) -> np.ndarray:

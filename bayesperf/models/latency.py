@@ -623,8 +623,8 @@ class LatencyModel(SummaryFit):
         qs = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if np.any((qs <= 0) | (qs >= 1)):
             raise ValueError(f"quantiles must be strictly between 0 and 1, got {qs.tolist()}")
-        g, d, shape = self._grid()
-        values = self._distributions().ppf(qs, g[..., None], d[..., None])
+        _, _, shape = self._grid()
+        values = self._distributions().statistics(qs)["quantiles"]
         return self._as_draws(values, shape, "quantile").assign_coords(quantile=qs)
 
     def latency_draws(self, n_draws: int | None = 200) -> LatencyDraws:
@@ -646,8 +646,8 @@ class LatencyModel(SummaryFit):
 
     def means(self) -> xr.DataArray:
         """Posterior draws of the mean latency (ms) per group, dims (chain, draw, group)."""
-        g, d, shape = self._grid()
-        return self._as_draws(self._distributions().mean(g, d), shape)
+        _, _, shape = self._grid()
+        return self._as_draws(self._distributions().statistics()["mean"], shape)
 
     def prob_exceeds(self, threshold_ms: float, q: float = 0.99) -> pd.Series:
         """Posterior probability, per group, that the ``q`` quantile exceeds a threshold.
@@ -670,19 +670,24 @@ class LatencyModel(SummaryFit):
         family does not describe that group's tail (multimodal latency: try the
         mixture model).
         """
-        fit = self.fit_summary
-        observed = fit.quantile(q)[:, 0]
-        g, d, _ = self._grid()
-        g, d = g.T, d.T  # (groups, samples)
-        n = fit.count.astype(np.float64)[:, None]
+        levels = self._ppc_levels(q, random_seed)
+        replicated = self._distributions().statistics(u=levels)["at_u"].T
+        p = self._ppc_p(replicated, q)
+        return pd.Series(p, index=self.groups, name=f"p{100 * q:g}_ppc_p")
+
+    def _ppc_levels(self, q: float, random_seed: int) -> np.ndarray:
+        """Levels ``u ~ Beta(k, n - k + 1)`` of each draw's replicated ``q`` quantile."""
+        n = self.fit_summary.count.astype(np.float64)
         k = np.clip(np.ceil(q * n), 1, n)
-        rng = np.random.default_rng(random_seed)
-        u = rng.beta(k, n - k + 1, size=g.shape)
-        replicated = self._distributions().ppf(u, g, d)
+        n_draws = self._distributions().n_draws
+        return np.random.default_rng(random_seed).beta(k, n - k + 1, size=(n_draws, len(n)))
+
+    def _ppc_p(self, replicated: np.ndarray, q: float) -> np.ndarray:
+        """Two-sided p-values of the observed ``q`` quantiles; ``replicated`` (groups, draws)."""
+        observed = self.fit_summary.quantile(q)[:, 0]
         upper = (replicated >= observed[:, None]).mean(axis=1)
         lower = (replicated <= observed[:, None]).mean(axis=1)
-        p = np.minimum(1.0, 2 * np.minimum(upper, lower))
-        return pd.Series(p, index=self.groups, name=f"p{100 * q:g}_ppc_p")
+        return np.minimum(1.0, 2 * np.minimum(upper, lower))
 
     def summary(self, ci_prob: float = 0.9, *, overall: bool = True) -> pd.DataFrame:
         """Posterior mean/P50/P95/P99 per group with equal-tailed credible intervals.
@@ -711,34 +716,48 @@ class LatencyModel(SummaryFit):
         empirical = fit.quantile(_QS)
         for j, name in enumerate(SUMMARY_QUANTILES):
             table[f"empirical_{name}"] = empirical[:, j]
-        draws = {"mean": self.means()}
-        qs = self.quantiles(_QS)
-        for name, q in SUMMARY_QUANTILES.items():
-            draws[name] = qs.sel(quantile=q, drop=True)
-        for name, da in draws.items():
-            for col, values in _interval(da, ci_prob).items():
-                table[f"{name}_{col}"] = values
-        table["p99_ppc_p"] = self.ppc_pvalue(0.99).to_numpy()
+        # One pass over the groups for every statistic (the nonparametric family
+        # regenerates a group's draws per pass).
+        max_draws = 1000
+        stats = self._distributions().statistics(
+            _QS,
+            u=self._ppc_levels(0.99, 0),
+            mixture=self._mixture_request(max_draws) if overall else None,
+        )
+        draws = {"mean": stats["mean"]}
+        for j, name in enumerate(SUMMARY_QUANTILES):
+            draws[name] = stats["quantiles"][..., j]
+        for name, values in draws.items():
+            for col, column in posterior_interval(values.T, ci_prob).items():
+                table[f"{name}_{col}"] = column
+        table["p99_ppc_p"] = self._ppc_p(stats["at_u"].T, 0.99)
         if overall:
-            table = pd.concat([table, self.overall_summary(ci_prob)])
+            table = pd.concat([table, self._overall_row(stats, ci_prob, max_draws)])
         return table
 
     def overall_summary(self, ci_prob: float = 0.9, *, max_draws: int = 1000) -> pd.DataFrame:
         """The summary row for all spans together (mixture of groups, weighted by count).
 
-        Quantiles of the mixture are found per posterior draw by bisection on its CDF;
-        at most ``max_draws`` evenly spaced draws are used.
+        Quantiles of the mixture are found per posterior draw (by bisection on its
+        CDF, or on a grid for the nonparametric family); at most ``max_draws`` evenly
+        spaced draws are used.
         """
+        stats = self._distributions().statistics(mixture=self._mixture_request(max_draws))
+        return self._overall_row(stats, ci_prob, max_draws)
+
+    def _mixture_request(self, max_draws: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weights, quantiles, draws) of the all-spans mixture for ``statistics``."""
+        count = self.fit_summary.count
+        rows = _evenly_spaced(self._distributions().n_draws, max_draws)
+        return count / count.sum(), np.array(_QS), rows
+
+    def _overall_row(self, stats: dict, ci_prob: float, max_draws: int) -> pd.DataFrame:
+        """The ``(all)`` row from ``statistics`` computed with a mixture request."""
         fit = self.fit_summary
-        weights = fit.count / fit.count.sum()
-        everything = self._distributions()
-        draws = everything.subset(_evenly_spaced(everything.n_draws, max_draws))
-        positions = np.arange(draws.n_draws)[:, None]
-        groups = np.arange(fit.n_groups)[None, :]
-        values = {"mean": draws.mean(groups, positions) @ weights}
-        mixture_q = draws.mixture_quantiles(weights, np.array(_QS))
+        weights, _, rows = self._mixture_request(max_draws)
+        values = {"mean": stats["mean"][rows] @ weights}
         for j, name in enumerate(SUMMARY_QUANTILES):
-            values[name] = mixture_q[:, j]
+            values[name] = stats["mixture_quantiles"][:, j]
         row: dict[str, Any] = {"n": int(fit.count.sum())}
         pooled = fit.bin_counts.sum(axis=0, keepdims=True)
         everything = LatencySummary.from_histogram(fit.edges, pooled)

@@ -8,9 +8,10 @@ it has none: beyond its smallest and largest span.
 Model, for one group of ``n`` spans on the summary's log bins
     *Body.* Hill's A(n), made Bayesian as Banks' smoothed Bayesian bootstrap: each of
     the ``n - 1`` spacings between consecutive spans gets a Dirichlet weight of
-    parameter 1, spread evenly in log-latency between them (two spans in one bin are
-    one bin apart at most: their spacing stays in the bin; a spacing across empty bins
-    is shared by the two bins' halves and the gap between, by length). Weights are
+    parameter 1, spread evenly in log-latency between them (at the bins' resolution:
+    a spacing between two spans of one bin stays in that bin; one between two occupied
+    bins is shared by the upper half of the lower bin, the empty bins between and the
+    lower half of the upper bin, by length). Weights are
     drawn per cell (a run of adjacent occupied bins cut at :data:`MAX_CELL_WIDTH_SD`,
     or a gap) and spread over its bins by their expected share, uniformly in log inside
     each bin.
@@ -64,14 +65,17 @@ NONPARAMETRIC = "nonparametric"
 TAIL_ATOMS = 16
 #: A run of adjacent occupied bins is cut into cells at most this many standard deviations
 #: of the group's log-latency wide: the Dirichlet weights are drawn per cell and spread
-#: over its bins by their counts (Dirichlet aggregation is exact; only the randomness
-#: inside one cell is averaged).
-MAX_CELL_WIDTH_SD = 0.05
+#: over its bins by their expected shares (Dirichlet aggregation is exact; only the
+#: randomness inside one cell is averaged). A quantile's uncertainty lives in the
+#: cumulative weight at cell boundaries, so held-out P99 coverage was the same at 0.05
+#: and 0.2 sd (0.868, 0.862-0.888, 0.912 on the real datasets), and 0.2 draws 4x fewer
+#: gamma variates.
+MAX_CELL_WIDTH_SD = 0.2
 #: Upper tails stop here (1 h, the top of the default bin grid, or the largest span if
 #: above): the tail mass a Pareto law puts beyond it sits at it.
 LATENCY_CEILING_MS = 3.6e6
 #: Grid points on which the mixture of all groups is inverted (the ``(all)`` row).
-MIXTURE_GRID = 1024
+MIXTURE_GRID = 512
 #: Spacings closer than the bins can tell (same bin) count as a third of a bin width.
 _TIE_FRACTION = 1.0 / 3.0
 
@@ -91,8 +95,8 @@ class TailPriors(PriorSpec):
     spacings : int
         Top (and bottom) spans whose log-spacings inform a group's tail rate.
     index_min, index_max : float
-        Range of the typical tail index ``m`` (natural-log units per e-fold of the
-        exceedance probability).
+        Range of the typical tail index ``m``: the mean of ``log(y / max)`` beyond a
+        group's largest span (0.1: a tenth of an e-fold).
     concentration_min, concentration_max : float
         Range of ``a``: small lets groups' tails differ, large pools them.
 
@@ -680,31 +684,68 @@ class SpacingDraws(LatencyDraws):
         excess = np.maximum(excess, 0.0)[..., None]
         return np.exp(-excess * rate).mean(axis=-1)
 
+    def statistics(
+        self,
+        qs: ArrayLike = (),
+        u: np.ndarray | None = None,
+        *,
+        mixture: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Quantiles ``qs``, means, ``F⁻¹(u)`` and mixture quantiles, one group at a time.
+
+        Each group's draws are generated once for all of them (see
+        :meth:`LatencyDraws.statistics`), so a summary of 1,000 groups does not
+        regenerate every group once per statistic.
+        """
+        qs = np.atleast_1d(np.asarray(qs, dtype=np.float64))
+        n_groups = self.structure.n_groups
+        out = {
+            "quantiles": np.empty((self.n_draws, n_groups, qs.size)),
+            "mean": np.empty((self.n_draws, n_groups)),
+        }
+        if u is not None:
+            out["at_u"] = np.empty((self.n_draws, n_groups))
+        rows = self.draw_index
+        if mixture is not None:
+            weights, mixture_qs, mixture_rows = mixture
+            grid = self._mixture_grid()
+            mix = np.zeros((len(mixture_rows), grid.size))
+        for g in range(n_groups):
+            if qs.size:
+                levels = np.broadcast_to(qs, (self.n_draws, qs.size))
+                draws = np.broadcast_to(rows[:, None], levels.shape)
+                values = self._ppf_group(g, levels.ravel(), draws.ravel())
+                out["quantiles"][:, g] = values.reshape(levels.shape)
+            out["mean"][:, g] = self._mean_group(g, None, rows)
+            if u is not None:
+                out["at_u"][:, g] = self._ppf_group(g, np.asarray(u[:, g], dtype=float), rows)
+            if mixture is not None and weights[g] > 0:
+                mix += weights[g] * self._cdf_grid(g, grid, rows[mixture_rows])
+            self._cache.pop(g, None)  # one pass: keep memory flat for 10^3 groups
+        if mixture is not None:
+            out["mixture_quantiles"] = _invert_grid(mix, grid, np.asarray(mixture_qs))
+        return out
+
     def mixture_quantiles(self, weights: np.ndarray, qs: np.ndarray) -> np.ndarray:
         """Quantiles of Σ_g w_g F_g in every draw, shape (draws, len(qs)).
 
         Each group's CDF is evaluated once, on a grid of :data:`MIXTURE_GRID` points
         log-spaced over all groups' range and a decade into the tails, and the
         mixture's CDF is inverted there, log-linearly between grid points (spacing
-        under 2% for 8 decades): one pass over the groups instead of one per bisection
+        under 4% for 8 decades): one pass over the groups instead of one per bisection
         step, each of which would regenerate every group's draws.
         """
-        st = self.structure
-        positive = st.low[st.low > 0]
-        lo = float(positive.min()) / 10 if positive.size else 1e-6
-        grid = np.exp(np.linspace(np.log(lo), np.log(float(st.high.max()) * 10), MIXTURE_GRID))
+        grid = self._mixture_grid()
         mix = np.zeros((self.n_draws, grid.size))
         for g in np.flatnonzero(weights > 0):
             mix += weights[g] * self._cdf_grid(int(g), grid, self.draw_index)
-        rows = np.arange(self.n_draws)
-        log_grid = np.log(grid)
-        out = np.empty((self.n_draws, len(qs)))
-        for j, q in enumerate(qs):
-            idx = np.clip(np.argmax(mix >= q, axis=1), 1, grid.size - 1)
-            f0, f1 = mix[rows, idx - 1], mix[rows, idx]
-            t = np.clip((q - f0) / np.where(f1 > f0, f1 - f0, 1.0), 0.0, 1.0)
-            out[:, j] = np.exp(log_grid[idx - 1] + t * (log_grid[idx] - log_grid[idx - 1]))
-        return out
+        return _invert_grid(mix, grid, np.asarray(qs))
+
+    def _mixture_grid(self) -> np.ndarray:
+        st = self.structure
+        positive = st.low[st.low > 0]
+        lo = float(positive.min()) / 10 if positive.size else 1e-6
+        return np.exp(np.linspace(np.log(lo), np.log(float(st.high.max()) * 10), MIXTURE_GRID))
 
     def _cdf_grid(self, g: int, grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Group ``g``'s CDF at every grid point in the draws ``rows``: (rows, grid)."""
@@ -730,11 +771,41 @@ class SpacingDraws(LatencyDraws):
             else:
                 loc, base = gd.atom_loc[rows, k:], cum[:, k + n_cells - 1]
                 cum_w = cum[:, k + n_cells :]
-            # Atoms are ascending: the count at or below x picks the cumulative weight.
-            count = np.sum(loc[:, :, None] <= grid[where][None, None, :], axis=1)
+            # Atoms are ascending: the count at or below x picks the cumulative weight,
+            # found for every (draw, x) by one searchsorted on rows offset apart.
+            count = _counts_at_or_below(loc, grid[where])
             padded = np.concatenate([base[:, None], cum_w], axis=1)
             out[:, where] = np.take_along_axis(padded, count, axis=1)
         return np.clip(out, 0.0, 1.0)
+
+
+def _invert_grid(mix: np.ndarray, grid: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles ``qs`` of CDFs tabulated on ``grid`` (rows of ``mix``), log-linearly."""
+    rows = np.arange(len(mix))
+    log_grid = np.log(grid)
+    out = np.empty((len(mix), len(qs)))
+    for j, q in enumerate(qs):
+        idx = np.clip(np.argmax(mix >= q, axis=1), 1, grid.size - 1)
+        f0, f1 = mix[rows, idx - 1], mix[rows, idx]
+        t = np.clip((q - f0) / np.where(f1 > f0, f1 - f0, 1.0), 0.0, 1.0)
+        out[:, j] = np.exp(log_grid[idx - 1] + t * (log_grid[idx] - log_grid[idx - 1]))
+    return out
+
+
+def _counts_at_or_below(sorted_rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For ascending rows (draws, K) of positive values: how many are <= each x.
+
+    Returns (draws, len(x)). Log values are offset by row so that one searchsorted over
+    the flattened rows answers every (row, x).
+    """
+    logs = np.log(np.maximum(sorted_rows, 1e-300))
+    span = float(np.ptp(logs)) + float(np.ptp(np.log(np.maximum(x, 1e-300)))) + 1.0
+    low = min(float(logs.min()), float(np.log(np.maximum(x, 1e-300)).min()))
+    offset = span * np.arange(sorted_rows.shape[0])[:, None]
+    keys = (logs - low + offset).ravel()
+    queries = (np.log(np.maximum(x, 1e-300))[None, :] - low + offset).ravel()
+    found = np.searchsorted(keys, queries, side="right").reshape(len(sorted_rows), len(x))
+    return found - sorted_rows.shape[1] * np.arange(sorted_rows.shape[0])[:, None]
 
 
 def _ceiling(high: float) -> float:

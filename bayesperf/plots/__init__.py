@@ -14,14 +14,18 @@ Examples
 from bayesperf.plots.compare import plot_compare
 from bayesperf.plots.latency import plot_ppc, plot_ppc_grid, plot_quantile_forest
 from bayesperf.plots.mixture import plot_mixture
+from bayesperf.plots.request import plot_attribution, plot_end_to_end, plot_what_if
 from bayesperf.plots.transitions import plot_transition_graph, plot_transition_heatmap
 
 __all__ = [
+    "plot_attribution",
     "plot_compare",
+    "plot_end_to_end",
     "plot_mixture",
     "plot_ppc",
     "plot_ppc_grid",
     "plot_quantile_forest",
     "plot_transition_graph",
     "plot_transition_heatmap",
+    "plot_what_if",
 ]

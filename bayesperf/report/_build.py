@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bayesperf import schema as S
+from bayesperf.report import _end_to_end as E2E
 from bayesperf.report import _html as H
 from bayesperf.summaries import LatencySummary, summarize_latency
 from bayesperf.summaries.latency import By, normalize_by
@@ -45,6 +46,7 @@ SECTIONS = (
     "data",
     "latency",
     "transitions",
+    "end-to-end",
     "mixture",
     "comparison",
     "diagnostics",
@@ -52,8 +54,16 @@ SECTIONS = (
 )
 #: Figure keys (``<figure data-figure=...>`` and ``figures/<key>.png``); the heat map is
 #: drawn only for models with at most :data:`HEATMAP_MAX_STATES` states.
-FIGURES = ("p99_forest", "ppc_worst", "transition_graph", "transition_heatmap", "mixture")
-#: Files always written (the mixture files only when the mixture could be fit).
+FIGURES = (
+    "p99_forest",
+    "ppc_worst",
+    "transition_graph",
+    "transition_heatmap",
+    *E2E.FIGURES,
+    "mixture",
+)
+#: Files always written (the mixture and end-to-end files only when those models could
+#: be fit).
 OUTPUT_FILES = (
     "report.html",
     "latency_summary.csv",
@@ -63,6 +73,7 @@ OUTPUT_FILES = (
     "latency.nc",
     "transitions.nc",
     "mixture.nc",
+    *E2E.FILES,
 )
 #: Files written only when they apply (``components="auto"``; a comparison ran).
 OPTIONAL_FILES = ("mixture_selection.csv", "comparison.csv", "holdout_check.csv")
@@ -108,6 +119,9 @@ class ReportOptions:
         Show the sampler's progress bar.
     nuts_sampler : str
         ``"nutpie"`` (default) or ``"pymc"``.
+    e2e_requests : int
+        Requests simulated per posterior draw by the end-to-end model (4,000: the
+        P99 of each draw from its 40 slowest; ``quick``: 2,000).
 
     Examples
     --------
@@ -128,6 +142,7 @@ class ReportOptions:
     ci_prob: float = 0.9
     progressbar: bool = False
     nuts_sampler: str = "nutpie"
+    e2e_requests: int = 4_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by", normalize_by(self.by))
@@ -151,7 +166,7 @@ class ReportOptions:
     @classmethod
     def quick(cls, **overrides: Any) -> ReportOptions:
         """Options with :data:`QUICK` sampler settings (then ``overrides``)."""
-        return cls(**{**QUICK, **overrides})
+        return cls(**{**QUICK, "e2e_requests": 2_000, **overrides})
 
     @property
     def sample_kwargs(self) -> dict[str, Any]:
@@ -247,6 +262,9 @@ class _Fits:
     comparison: pd.DataFrame | None = None
     comparison_note: str = ""
     holdout: pd.DataFrame | None = None
+    request: Any = None
+    end_to_end_table: pd.DataFrame | None = None
+    attribution_table: pd.DataFrame | None = None
     diagnostics: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, H.Figure] = field(default_factory=dict)
 
@@ -347,6 +365,7 @@ def write_report(
         _fit_latency(fits, options, steps, out, result)
         _check_holdout(fits, options, steps, result)
         _fit_transitions(fits, options, steps, out, result)
+        E2E.fit(fits, options, steps, out, result)
         _fit_mixture(fits, options, steps, out, result)
         _compare(fits, options, steps, result)
     with steps("figures"):
@@ -654,6 +673,7 @@ def _draw(fits: _Fits, options: ReportOptions, out: Path, result: ReportResult) 
         result.skipped["transition_heatmap"] = (
             f"{n_states} states, more than {HEATMAP_MAX_STATES}: the graph shows the busiest edges"
         )
+    E2E.draw(fits, options, lambda *a: _add_figure(fits, out, result, *a))
     if fits.mixture is not None:
         plot_mixture = _import_mixture()[1]
         _add_figure(
@@ -675,6 +695,8 @@ def _write_tables(fits: _Fits, out: Path, result: ReportResult) -> None:
 
     write("latency_summary.csv", fits.latency_table)
     write("transitions.csv", fits.transition_table, index=False)
+    for name, frame in E2E.tables(fits).items():
+        write(name, frame)
     if fits.mixture_table is not None:
         write("mixture_summary.csv", fits.mixture_table)
         selection = fits.mixture.selection
@@ -1065,6 +1087,11 @@ def _render(
         ("data", "Data", _data_section(fits)),
         ("latency", "Latency", _latency_section(fits, options, result)),
         ("transitions", "Transitions", _transition_section(fits, options, result)),
+        (
+            "end-to-end",
+            "End-to-end",
+            E2E.section(fits, options, result, lambda key: _fig_or_missing(fits, result, key)),
+        ),
         ("mixture", "Latency mixture", _mixture_section(fits, options, result)),
         ("comparison", "Model comparison", _comparison_section(fits, result)),
         ("diagnostics", "Diagnostics", _diagnostics_section(fits, result)),
