@@ -55,6 +55,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import special
 
+from bayesperf.models import _spacing_kernels as _kernels
 from bayesperf.models._base import PriorSpec
 from bayesperf.models.draws import LatencyDraws
 from bayesperf.summaries.latency import LatencySummary
@@ -479,6 +480,7 @@ class _GroupCells:
     cell: np.ndarray
     before: np.ndarray
     cell_mean: np.ndarray
+    starts: np.ndarray
 
     @classmethod
     def of(cls, st: SpacingStructure, g: int) -> _GroupCells:
@@ -491,7 +493,8 @@ class _GroupCells:
         before -= np.repeat(np.concatenate([[0.0], np.cumsum(np.bincount(cell, mass))[:-1]]), sizes)
         lo, hi = st.sub_lo[s0:s1], st.sub_hi[s0:s1]
         cell_mean = np.bincount(cell, mass * _log_uniform_mean(lo, hi), minlength=c1 - c0)
-        return cls(lo, hi, mass, cell, np.clip(before, 0.0, 1.0), cell_mean)
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return cls(lo, hi, mass, cell, np.clip(before, 0.0, 1.0), cell_mean, starts)
 
 
 class SpacingDraws(LatencyDraws):
@@ -593,36 +596,39 @@ class SpacingDraws(LatencyDraws):
     # ----------------------------------------------------------------- evaluation
     def ppf(self, u: ArrayLike, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
         """Inverse CDF: the latency (ms) at probability ``u`` in (0, 1)."""
-        return self._by_group(self._ppf_group, u, group, draw)
+        v, g, d = np.broadcast_arrays(
+            np.asarray(u, dtype=np.float64), np.asarray(group), np.asarray(draw)
+        )
+        flat_g = np.ascontiguousarray(g.ravel(), dtype=np.int64)
+        if flat_g.size and (flat_g.min() < 0 or flat_g.max() >= self.structure.n_groups):
+            raise IndexError(f"group positions must be in [0, {self.structure.n_groups})")
+        flat_u = np.ascontiguousarray(v.ravel())
+        flat_d = self.draw_index[d.ravel()]
+        out = np.empty(flat_u.size)
+        order, starts = _kernels.group_order(flat_g, self.structure.n_groups)
+        for grp in np.flatnonzero(np.diff(starts)):
+            sel = order[starts[grp] : starts[grp + 1]]
+            out[sel] = self._ppf_group(int(grp), flat_u[sel], flat_d[sel])
+        return out.reshape(v.shape)
 
     def _ppf_group(self, g: int, u: np.ndarray, d: np.ndarray) -> np.ndarray:
-        gd = self._group(g)
-        pieces = gd.cum.shape[1]
-        k = TAIL_ATOMS
-        # One searchsorted over all draws: row r's cumulative weights offset by 2r.
-        offset = 2.0 * np.arange(gd.cum.shape[0])[:, None]
-        j = np.searchsorted((gd.cum + offset).ravel(), u + 2.0 * d, side="left") - d * pieces
-        j = np.clip(j, 0, pieces - 1)
-        before = np.where(j > 0, gd.cum[d, np.maximum(j - 1, 0)], 0.0)
-        w = gd.cum[d, j] - before
-        frac = np.clip((u - before) / np.where(w > 0, w, 1.0), 0.0, 1.0)
-        out = np.empty(u.shape)
-        atom = (j < k) | (j >= k + gd.n_cells)
-        out[atom] = gd.atom_loc[d[atom], np.where(j < k, j, j - gd.n_cells)[atom]]
-        body = ~atom
-        out[body] = self._within_cells(g, j[body] - k, frac[body])
+        gd, cells = self._group(g), self._cells_of(g)
+        out = np.empty(len(u))
+        _kernels.ppf(
+            gd.cum,
+            gd.atom_loc,
+            TAIL_ATOMS,
+            gd.n_cells,
+            cells.starts,
+            cells.before,
+            cells.mass,
+            cells.lo,
+            cells.hi,
+            np.ascontiguousarray(u, dtype=np.float64),
+            np.ascontiguousarray(d, dtype=np.int64),
+            out,
+        )
         return out
-
-    def _within_cells(self, g: int, cell: np.ndarray, frac: np.ndarray) -> np.ndarray:
-        """Latency at fraction ``frac`` of each body cell of group ``g``."""
-        cells = self._cells_of(g)
-        # Cumulative share at each sub-bin's end, offset by its cell: monotone.
-        keyed = cells.before + cells.mass + cells.cell
-        s = np.searchsorted(keyed, cell + frac, side="left")
-        s = np.clip(s, 0, len(keyed) - 1)
-        s = np.where(cells.cell[s] == cell, s, np.searchsorted(cells.cell, cell, side="right") - 1)
-        within = (frac - cells.before[s]) / np.where(cells.mass[s] > 0, cells.mass[s], 1.0)
-        return _interpolate(cells.lo[s], cells.hi[s], np.clip(within, 0.0, 1.0))
 
     def cdf(self, x: ArrayLike, group: ArrayLike, draw: ArrayLike) -> np.ndarray:
         """P(latency <= x) for group ``group`` in posterior draw ``draw``."""
