@@ -26,7 +26,7 @@ from scipy.optimize import Bounds, LinearConstraint, minimize
 from scipy.special import logsumexp, ndtri
 from scipy.stats import norm
 
-from bayesperf.models._base import available_cores
+from bayesperf._cores import available_cores
 
 #: Default thresholds.
 RHAT_MAX = 1.01

@@ -47,11 +47,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))  # the fault windows of tests/analysis/nezha_faults.py
 SEED = 20261206
 SAMPLER = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False}
 MIN_REQUESTS = 50
-FAULT_DURATION = pd.Timedelta("3min")
 
 
 # ================================================================= data
@@ -67,12 +65,12 @@ def _roots(spans: pd.DataFrame) -> pd.DataFrame:
 
 def fault_day() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fault-day spans and the faults whose injection they recorded."""
-    from tests.analysis.nezha_faults import fault_windows
+    from bayesperf.datasets.nezha import fault_windows
 
     fault_dir = DATA / "nezha-onlineboutique" / "fault"
     spans = _spans(sorted(fault_dir.glob("*_trace.csv")))
     first, last = spans["start_time"].min(), spans["start_time"].max()
-    windows = fault_windows(fault_dir / "2022-08-22-fault_list.json", FAULT_DURATION)
+    windows = fault_windows(fault_dir / "2022-08-22-fault_list.json")
     return spans, windows[(windows["start"] > first) & (windows["start"] < last)]
 
 

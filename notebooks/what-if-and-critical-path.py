@@ -31,15 +31,12 @@
 # dataset's minutes with injected faults, read from `../shared/data`.
 
 # %%
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 import bayesperf
 from bayesperf.analysis.critical_path import attribute
+from bayesperf.datasets.nezha import fault_windows
 from bayesperf.models.calls import CallModel
 from bayesperf.plots import plot_attribution, plot_end_to_end, plot_what_if
 from bayesperf.summaries.calls import summarize_calls
@@ -47,25 +44,16 @@ from bayesperf.summaries.calls import summarize_calls
 # %matplotlib inline
 
 # %%
-# Sampler size. CI executes this notebook with small values, e.g.
-# BAYESPERF_NOTEBOOK_DRAWS=100 BAYESPERF_NOTEBOOK_CHAINS=2.
-DRAWS = int(os.environ.get("BAYESPERF_NOTEBOOK_DRAWS", "1000"))  # and as many tuning steps
-CHAINS = int(os.environ.get("BAYESPERF_NOTEBOOK_CHAINS", "4"))
-SAMPLER = {"draws": DRAWS, "tune": DRAWS, "chains": CHAINS, "progressbar": False}
+# Sampler size and output folder (notebooks/_settings.py): CI executes this notebook
+# with BAYESPERF_NOTEBOOK_DRAWS=100 BAYESPERF_NOTEBOOK_CHAINS=2.
+from _settings import CHAINS, DRAWS, OUTPUT, SAMPLER, shared_data, show_settings
+
 # Posterior draws simulated, and requests per draw (fewer for a quick run).
 N_DRAWS = min(200, DRAWS * CHAINS)
 N_REQUESTS = 10_000 if DRAWS >= 500 else 2_000
-# Files written here (git-ignored), never into the repository's tracked files.
-OUTPUT = Path(os.environ.get("BAYESPERF_NOTEBOOK_OUTPUT", "_output"))
-OUTPUT.mkdir(parents=True, exist_ok=True)
-pd.set_option("display.width", 160)
-pd.set_option("display.max_columns", 20)
 pd.set_option("display.max_colwidth", 60)
-pd.set_option("display.float_format", lambda x: f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}")
-print(
-    f"bayesperf {bayesperf.__version__}: {CHAINS} chains x {DRAWS} draws ({DRAWS} tuning); "
-    f"{N_REQUESTS:,} requests x {N_DRAWS} posterior draws"
-)
+show_settings()
+print(f"{N_REQUESTS:,} requests x {N_DRAWS} posterior draws")
 
 # %% [markdown]
 # **Sampler settings.** The committed outputs were produced with 4 chains × 1,000
@@ -205,34 +193,13 @@ fig.savefig(OUTPUT / "attribution.png", dpi=120)
 # fault* into `what_if(replace=...)` and compare the predicted page latency with what
 # was observed during the fault, next to the "nothing changed" prediction.
 
-
 # %%
-def shared_data() -> Path:
-    """``../shared/data`` beside the repository holding this notebook."""
-    here = Path.cwd().resolve()
-    roots = [p for p in (here, *here.parents) if (p / "bayesperf" / "__init__.py").is_file()]
-    if not roots:
-        raise FileNotFoundError(f"run this notebook from the bayesperf repository (cwd: {here})")
-    data = roots[0].parent / "shared" / "data"
-    if not data.is_dir():
-        raise FileNotFoundError(f"the fault minutes are expected in {data} (../shared/data)")
-    return data
-
-
 fault_dir = shared_data() / "nezha-onlineboutique" / "fault"
 day = bayesperf.read_traces(sorted(fault_dir.glob("*_trace.csv")))
-fault_list = json.loads((fault_dir / "2022-08-22-fault_list.json").read_text())
-injected = [
-    {
-        "service": f["inject_pod"].rsplit("-", 2)[0],
-        "kind": f["inject_type"],
-        "start": pd.Timestamp(int(f["inject_timestamp"]), unit="s", tz="UTC"),
-    }
-    for faults in fault_list.values()
-    for f in faults
-]
+injected = fault_windows(fault_dir / "2022-08-22-fault_list.json")
 trace_start = day.groupby("trace_id")["start_time"].transform("min")
-recorded = [f for f in injected if trace_start.min() < f["start"] < trace_start.max()]
+seen = (injected["start"] > trace_start.min()) & (injected["start"] < trace_start.max())
+recorded = injected[seen].to_dict("records")
 pd.DataFrame(recorded)
 
 

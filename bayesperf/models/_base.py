@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import xarray as xr
 
+from bayesperf._cores import available_cores
 from bayesperf.errors import NotFittedError
 
 #: Attribute holding the model's class name in saved files.
@@ -48,18 +49,6 @@ class PriorSpec:
 
 class ConvergenceWarning(UserWarning):
     """A fit's diagnostics fail the thresholds (R-hat, ESS, divergences)."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on.
-
-    PyMC's default for ``cores`` assumes half of ``cpu_count()`` are hyper-threads:
-    on a 2-core machine it ran all chains on one core, doubling sampling time.
-    """
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 #: ``pm.sample`` arguments the direct nutpie path (:func:`sample_nutpie`) handles.
@@ -134,6 +123,118 @@ def sample_nutpie(
     return idata
 
 
+#: Sampler arguments :func:`sample_density` handles.
+_DENSITY_ARGS = frozenset(
+    {
+        "draws",
+        "tune",
+        "chains",
+        "cores",
+        "target_accept",
+        "max_treedepth",
+        "progressbar",
+        "nuts_sampler",
+        "compute_convergence_checks",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Density:
+    """A model's log density written without PyMC, for nutpie's Python-function interface.
+
+    Attributes
+    ----------
+    logp_and_grad : callable
+        ``x -> (log density, gradient)`` on the unconstrained vector ``x``; it must not
+        raise (nutpie calls it from its sampler threads).
+    expand : callable
+        ``x -> {name: array}``: the values stored in the posterior.
+    start : numpy.ndarray
+        Where every chain starts (no jitter).
+    dims, coords : dict
+        Dimension names of each stored variable, and the coordinates of those dims.
+    """
+
+    logp_and_grad: Any
+    expand: Any
+    start: Any
+    dims: dict[str, tuple[str, ...]]
+    coords: dict[str, Any]
+
+
+def sample_density(
+    density: Density,
+    random_seed: int | None,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    target_accept: float,
+    max_treedepth: int | None = None,
+    progressbar: bool = True,
+    nuts_sampler: str = "nutpie",
+    compute_convergence_checks: bool = False,
+) -> xr.DataTree:
+    """Sample a :class:`Density` with nutpie: no per-process compilation.
+
+    The same NUTS (nuts-rs) as :func:`sample_nutpie`, the same seed handling, so a
+    density equal to a PyMC model's gives that model's draws; the result carries the
+    same timing attrs (``sampling_time``, ``tuning_steps``). ``compute_convergence_checks``
+    is ignored, as there.
+    """
+    if nuts_sampler != "nutpie":
+        raise ValueError(f"sample_density samples with nutpie, not {nuts_sampler!r}")
+    import time
+
+    import numpy as np
+    import nutpie
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    start_point = np.asarray(density.start, dtype=np.float64)
+    values = density.expand(start_point)
+    names = list(values)
+
+    def make_logp_fn():
+        def logp_fn(x, **_shared):
+            logp, grad = density.logp_and_grad(x)
+            return float(logp), grad
+
+        return logp_fn
+
+    def make_expand_fn(_seed1, _seed2, _chain):
+        return lambda x, **_shared: density.expand(x)
+
+    compiled = from_pyfunc(
+        ndim=start_point.size,
+        make_logp_fn=make_logp_fn,
+        make_expand_fn=make_expand_fn,
+        make_initial_point_fn=lambda _seed: start_point.copy(),
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=[np.shape(values[name]) for name in names],
+        expanded_names=names,
+        dims=density.dims,
+        coords=density.coords,
+    )
+    extra = {} if max_treedepth is None else {"maxdepth": max_treedepth}
+    started = time.time()
+    idata = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=max(tune, 1),  # nuts-rs needs at least one tuning step
+        chains=chains,
+        cores=cores,
+        seed=int(np.random.default_rng(random_seed).integers(2**31 - 1)),
+        target_accept=target_accept,
+        progress_bar=progressbar,
+        **extra,
+    )
+    idata.posterior.attrs["sampling_time"] = time.time() - started
+    idata.posterior.attrs["tuning_steps"] = max(tune, 1)
+    return idata
+
+
 class BayesModel:
     """Base class: configuration, fitted posterior, persistence."""
 
@@ -153,6 +254,15 @@ class BayesModel:
 
     _idata: xr.DataTree | None = None
 
+    def _sampler_settings(self, sample_kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+        """:attr:`sample_defaults`, then a model's ``defaults``, then the user's kwargs."""
+        return {**self.sample_defaults, **defaults, **sample_kwargs}
+
+    @staticmethod
+    def _density_samples(settings: dict[str, Any]) -> bool:
+        """Whether :func:`sample_density` can sample with these settings (nutpie, its args)."""
+        return settings.get("nuts_sampler") == "nutpie" and set(settings) <= _DENSITY_ARGS
+
     def _sample(
         self, model: Any, random_seed: int | None, sample_kwargs: dict[str, Any], **defaults: Any
     ) -> xr.DataTree:
@@ -161,7 +271,7 @@ class BayesModel:
         nutpie runs directly (:func:`sample_nutpie`) unless the arguments ask for
         something only :func:`pymc.sample` does; then ``pm.sample`` gets them all.
         """
-        kwargs = {**self.sample_defaults, **defaults, **sample_kwargs}
+        kwargs = self._sampler_settings(sample_kwargs, **defaults)
         if kwargs.get("nuts_sampler") == "nutpie" and set(kwargs) <= _NUTPIE_ARGS:
             return sample_nutpie(model, random_seed, **kwargs)
         import pymc as pm

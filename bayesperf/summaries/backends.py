@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bayesperf import schema as S
+from bayesperf.summaries import _inputs
 from bayesperf.summaries.bins import DEFAULT_BINS, LogBins
 from bayesperf.summaries.latency import By, LatencySummary, normalize_by, summarize_latency
 from bayesperf.summaries.transitions import (
@@ -156,6 +157,10 @@ def count_transitions_any(spans: Any, mode: Mode = "sequence") -> TransitionCoun
     if is_parquet_path(spans):
         return count_transitions_parquet(spans, mode)
     raise _unsupported(spans, "count_transitions")
+
+
+_inputs.register("summarize_latency", summarize_latency_any)
+_inputs.register("count_transitions", count_transitions_any)
 
 
 # ---------------------------------------------------------------------------- Parquet

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesperf import schema as S
+from bayesperf.summaries import _inputs
 from bayesperf.summaries.bins import DEFAULT_BINS, LogBins
 
 #: Fixed-point scale of log-latency sums: rounding error <= 2^-21 per span.
@@ -541,10 +542,8 @@ def summarize_latency(
     >>> int(summary.count.sum()) == len(spans)
     True
     """
-    if not isinstance(spans, pd.DataFrame):  # a Parquet path or a Dask DataFrame
-        from bayesperf.summaries.backends import summarize_latency_any
-
-        return summarize_latency_any(spans, by, bins=bins)
+    if not isinstance(spans, pd.DataFrame):  # a Parquet or CSV path, a Dask DataFrame
+        return _inputs.handler("summarize_latency")(spans, by, bins=bins)
     by_t = normalize_by(by)
     missing = [c for c in (*by_t, S.LATENCY) if c not in spans.columns]
     if missing:

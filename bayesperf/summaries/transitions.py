@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from bayesperf import schema as S
+from bayesperf.summaries import _inputs
 
 Mode = Literal["sequence", "calls"]
 MODES: tuple[Mode, ...] = ("sequence", "calls")
@@ -205,9 +206,7 @@ def count_transitions(
     502
     """
     if not isinstance(spans, pd.DataFrame):  # a Parquet path or a Dask DataFrame
-        from bayesperf.summaries.backends import count_transitions_any
-
-        return count_transitions_any(spans, mode)
+        return _inputs.handler("count_transitions")(spans, mode)
     mode = _check_spans(spans, mode)
     if len(spans) == 0:
         return TransitionCounts.empty(mode)

@@ -1,65 +1,22 @@
-"""Ground truth for the Online Boutique fault minutes (Nezha), and the anomaly evaluation.
+"""The anomaly evaluation on the Online Boutique fault minutes (Nezha).
 
 Run as a script to print precision/recall per minute and overall::
 
     .venv/bin/python -m tests.analysis.nezha_faults
 
-Which traces are "truly affected"
-    The injection list gives, per fault, the injection time and the pod (service =
-    pod name without its ``-<replicaset>-<pod>`` suffix); it gives no end time. The
-    traces show each fault's effect from the injection to the end of its recorded
-    episode (85–132 s later) and gone by the next episode's first minute, 8 minutes
-    later; we take a fault to be active for ``[injection, injection + 3 min)``. A trace
-    is affected when it has a span of the injected service and its time span
-    ``[first start, last end]`` overlaps that window. In the three episodes recorded
-    here the injected pod is the frontend, which every trace passes through, so
-    "affected" means "in flight after the injection"; the minute before each injection
-    is the negative class.
+Which traces are "truly affected" is :mod:`bayesperf.datasets.nezha`'s rule (also used
+by the notebook ``notebooks/regression-and-anomalies``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 import bayesperf
 from bayesperf.analysis import PerformanceAnalyzer
-
-FAULT_DURATION = pd.Timedelta("3min")
-
-
-def fault_windows(fault_list: Path, duration: pd.Timedelta = FAULT_DURATION) -> pd.DataFrame:
-    """One row per injected fault: ``service``, ``pod``, ``kind``, ``start``, ``end`` (UTC)."""
-    spec = json.loads(Path(fault_list).read_text())
-    rows = []
-    for faults in spec.values():
-        for f in faults:
-            start = pd.Timestamp(int(f["inject_timestamp"]), unit="s", tz="UTC")
-            rows.append(
-                {
-                    "service": f["inject_pod"].rsplit("-", 2)[0],
-                    "pod": f["inject_pod"],
-                    "kind": f["inject_type"],
-                    "start": start,
-                    "end": start + duration,
-                }
-            )
-    return pd.DataFrame(rows).sort_values("start", ignore_index=True)
-
-
-def affected_traces(spans: pd.DataFrame, windows: pd.DataFrame) -> pd.Series:
-    """Per trace: whether it touches an injected service while that fault is active."""
-    end = spans["start_time"] + pd.to_timedelta(spans["latency"], unit="ms")
-    span_times = spans.assign(_end=end).groupby("trace_id")
-    first, last = span_times["start_time"].min(), span_times["_end"].max()
-    label = pd.Series(False, index=first.index)
-    services = spans["service"].astype("str")
-    for w in windows.itertuples():
-        touched = first.index.isin(spans.loc[services == w.service, "trace_id"].unique())
-        label |= touched & (last >= w.start).to_numpy() & (first < w.end).to_numpy()
-    return label
+from bayesperf.datasets.nezha import affected_traces, fault_windows
 
 
 def evaluate(

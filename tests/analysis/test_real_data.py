@@ -6,8 +6,9 @@ import pytest
 
 import bayesperf
 from bayesperf.analysis import PerformanceAnalyzer
+from bayesperf.datasets.nezha import fault_windows
 from bayesperf.models import ConvergenceWarning
-from tests.analysis.nezha_faults import evaluate, fault_windows
+from tests.analysis.nezha_faults import evaluate
 
 FAST = {"draws": 400, "tune": 400, "chains": 2, "progressbar": False}
 pytestmark = [

@@ -11,7 +11,7 @@ import bayesperf
 from bayesperf.diagnostics import diagnose, loo
 from bayesperf.models import ConvergenceWarning, load
 from bayesperf.models.latency import _FitData
-from bayesperf.models.mixture import MixtureModel, MixturePriors
+from bayesperf.models.mixture import MixtureModel, MixturePriors, _pooled, _ungrouped_density
 from bayesperf.simulate import LogNormal, Mixture
 from bayesperf.summaries import LatencySummary, summarize_latency
 
@@ -213,6 +213,65 @@ def test_grouped_shares_components_and_has_weights_per_pair():
 
 
 # -------------------------------------------------------------------- bad input
+# ------------------------------------------------ the density without groups (nutpie)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_ungrouped_density_is_the_pymc_models(k):
+    """Log density and gradient equal PyMC's (Jacobians included) at random points.
+
+    The spans include zeros (the left-censored cell [0, 1 µs)) and one above 1 h (the
+    open cell [1 h, inf)), so both edge stand-ins are exercised.
+    """
+    spans = draw(THREE, 3000, seed=11)
+    spans = pd.concat([spans, pd.DataFrame({"latency": [0.0, 0.0, 4.0e6]})], ignore_index=True)
+    summary = summarize_latency(spans, by=None)
+    fit = _FitData.from_summary(summary)
+    assert fit.cell_lo.min() == 0 and np.isinf(fit.cell_hi.max())
+    model = MixtureModel(k)
+    pooled = _pooled(summary, fit)
+    priors = model._resolved_priors(pooled, k)
+    pymc_model, _ = model._build(fit, pooled, priors, k)
+    logp = pymc_model.compile_logp(jacobian=True)
+    dlogp = pymc_model.compile_dlogp(jacobian=True)
+    names = [v.name for v in pymc_model.value_vars]
+    density = _ungrouped_density(fit, pooled, priors, k)
+
+    def point(x):  # the unconstrained vector as PyMC's value variables
+        return dict(zip(names, np.split(x, np.cumsum([k, k])), strict=True))
+
+    rng = np.random.default_rng(k)
+    for _ in range(5):
+        x = density.start + rng.normal(0.0, 0.3, density.start.size)
+        ours, grad = density.logp_and_grad(x)
+        np.testing.assert_allclose(ours, logp(point(x)), rtol=1e-10)
+        np.testing.assert_allclose(grad, dlogp(point(x)), rtol=1e-7, atol=1e-6)
+    # Far from the data every cell falls below the floor: finite, no gradient from them.
+    far = density.start.copy()
+    far[0] = 60.0  # every location above e^60 ms
+    ours, grad = density.logp_and_grad(far)
+    np.testing.assert_allclose(ours, logp(point(far)), rtol=1e-10)
+    assert np.isfinite(grad).all()
+
+
+@pytest.mark.slow
+def test_ungrouped_fit_samples_the_pymc_models_posterior(two_spans):
+    """nutpie on the density and nutpie on the PyMC model: the same posterior.
+
+    ``compile_kwargs`` is a PyMC-path argument, so it sends the second fit to the PyMC
+    model; both start at the same point with the same seed.
+    """
+    settings = {"draws": 1000, "tune": 500, "chains": 2, "progressbar": False, "random_seed": 3}
+    density = MixtureModel(2).fit(two_spans, **settings)
+    pymc = MixtureModel(2).fit(two_spans, compile_kwargs={}, **settings)
+    for name in ("location", "sigma", "weights"):
+        a, b = density.idata.posterior[name], pymc.idata.posterior[name]
+        assert a.dims == b.dims and a.shape == b.shape
+        mcse = np.hypot(a.std(("chain", "draw")), b.std(("chain", "draw"))) / np.sqrt(400)  # ESS
+        assert (abs(a.mean(("chain", "draw")) - b.mean(("chain", "draw"))) < 4 * mcse).all()
+    assert diagnose(density)["ok"].all()
+    assert density.idata.posterior.attrs["tuning_steps"] == 500
+    assert set(density.idata.children) >= {"posterior", "sample_stats", "fit_data"}
+
+
 def test_degenerate_inputs_raise_clear_errors():
     equal = pd.DataFrame({"latency": np.full(500, 3.0)})
     with pytest.raises(ValueError, match="one bin"):

@@ -10,8 +10,8 @@ import pytest
 
 import bayesperf
 from bayesperf import RequestModel
+from bayesperf.datasets.nezha import fault_windows
 from bayesperf.summaries.calls import summarize_calls
-from tests.analysis.nezha_faults import fault_windows
 
 
 def halves(spans: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
