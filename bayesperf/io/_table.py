@@ -198,6 +198,10 @@ def _as_time(col: pd.Series, raw: RawSpans) -> tuple[pd.Series, np.ndarray]:
         return col.dt.tz_convert("UTC").astype(S.SPAN_DTYPES[S.START_TIME]), none
     if pd.api.types.is_datetime64_dtype(col.dtype):
         return col.dt.tz_localize("UTC").astype(S.SPAN_DTYPES[S.START_TIME]), none
+    if pd.api.types.is_signed_integer_dtype(col):
+        # Every int64 is a datetime64[ns] (its minimum is NaT, as to_datetime has it).
+        ns = col.to_numpy(dtype=np.int64, na_value=np.iinfo(np.int64).min)
+        return pd.Series(ns.view("M8[ns]"), index=col.index).dt.tz_localize("UTC"), none
     if pd.api.types.is_integer_dtype(col):
         too_big = np.asarray((col > _INT64_MAX).fillna(False), dtype=bool)  # unsigned ints
         ints = col.where(~too_big).astype("Int64") if too_big.any() else col
@@ -271,9 +275,9 @@ def build_span_table(raws: list[RawSpans], *, format: str) -> pd.DataFrame:
         mask = np.asarray(mask, dtype=bool) & keep
         report.dropped[reason] += int(mask.sum())
         keep &= ~mask
-    if keys is not None and not keys.distinct:
+    if keys is not None and keys.span_key is not None:
         # Among usable rows, a repeated (trace_id, span_id) is a duplicate: first one wins.
-        dup = keep & (keys.span >= 0)
+        dup = keep & (keys.span_key >= 0)
         dup[dup] = pd.Series(keys.span_key[dup]).duplicated().to_numpy()
         report.dropped[R.DUPLICATE_SPAN] += int(dup.sum())
         keep &= ~dup
@@ -342,113 +346,167 @@ def _flags(raw: RawSpans) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _SpanKeys:
-    """Integer keys for ``(trace_id, span_id)`` and ``(trace_id, parent_id)``.
+    """Who is who among the spans: keys for de-duplication, each span's parent row.
 
-    One factorisation of the id strings makes de-duplication and parent look-ups
-    integer operations (string MultiIndexes cost ~10x more on 10^7 spans). -1 = missing.
-    ``distinct``: every span id occurs once, so there is nothing to de-duplicate.
+    Attributes
+    ----------
+    span_key : ndarray of int64 or None
+        One integer per ``(trace_id, span_id)`` (-1 = a missing id), or None when every
+        span id occurs once: then there is nothing to de-duplicate.
+    parent_row : ndarray of int64 or None
+        Row of each span's parent among the usable spans (same trace, a service; the
+        first record of a repeated span), -1 where there is none; None unless callers
+        are derived from parent links.
+    has_parent : ndarray of bool or None
+        Whether the span names a parent (and a trace).
     """
 
-    span: np.ndarray
-    span_key: np.ndarray
-    parent_key: np.ndarray
-    distinct: bool = False
+    span_key: np.ndarray | None
+    parent_row: np.ndarray | None = None
+    has_parent: np.ndarray | None = None
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> _SpanKeys | None:
         if S.SPAN_ID not in frame.columns:
             return None
-        n = len(frame)
-        # Parent ids are only needed to derive callers (the costly half of the hashing).
         needs_parents = S.PARENT_ID in frame.columns and S.CALLER not in frame.columns
-        missing = np.full(n, -1, dtype=np.int64)
-        if not needs_parents and _all_distinct(frame[S.SPAN_ID]):
-            return cls(span=missing, span_key=missing, parent_key=missing, distinct=True)
+        words = _id_words(frame[S.SPAN_ID])
+        if words is not None:
+            folded = pd.Index(_fold(words))
+            if folded.is_unique:  # every span id occurs once (random 64-bit ids)
+                if not needs_parents:
+                    return cls(span_key=None)
+                parents = _parent_rows_of_distinct_spans(frame, words, folded)
+                if parents is not None:
+                    return cls(None, *parents)
+        return cls._factorized(frame, needs_parents)
+
+    @classmethod
+    def _factorized(cls, frame: pd.DataFrame, needs_parents: bool) -> _SpanKeys:
+        """The exact keys for any ids, by factorising the id strings (~5x slower).
+
+        One factorisation of span and parent ids together makes de-duplication and
+        parent look-ups integer operations (string MultiIndexes cost ~10x more).
+        """
+        n = len(frame)
         parent = frame[S.PARENT_ID] if needs_parents else None
         ids = frame[S.SPAN_ID] if parent is None else pd.concat([frame[S.SPAN_ID], parent])
         codes, uniques = pd.factorize(ids)
         span = codes[:n]
         if parent is None and len(uniques) == int((span >= 0).sum()):
-            # Every span id occurs once (random 64-bit ids): (trace, span) pairs are
-            # unique too, and nothing needs trace-scoped keys.
-            return cls(span=span, span_key=span.astype(np.int64), parent_key=missing, distinct=True)
+            return cls(span_key=None)  # every span id occurs once
         trace, _ = pd.factorize(frame[S.TRACE_ID])
         width = np.int64(len(uniques) + 1)
 
         def key(c: np.ndarray) -> np.ndarray:
             return np.where((c >= 0) & (trace >= 0), trace.astype(np.int64) * width + c, -1)
 
-        parent_key = key(codes[n:]) if parent is not None else missing
-        return cls(span=span, span_key=key(span), parent_key=parent_key)
+        span_key = key(span)
+        if parent is None:
+            return cls(span_key=span_key)
+        parent_key = key(codes[n:])
+        usable = np.flatnonzero((span_key >= 0) & frame[S.SERVICE].notna().to_numpy())
+        known = pd.Index(span_key[usable])
+        first = ~known.duplicated()  # a repeated span: its first record names the service
+        position = known[first].get_indexer(parent_key)
+        parent_row = np.full(n, -1, dtype=np.int64)
+        parent_row[position >= 0] = usable[first][position[position >= 0]]
+        return cls(span_key, parent_row, parent_key >= 0)
+
+
+def _parent_rows_of_distinct_spans(
+    frame: pd.DataFrame, words: np.ndarray, folded: pd.Index
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parent rows when every span id occurs once, from the folded ids (see ``_SpanKeys``).
+
+    A parent id is looked up among the spans' folded ids; a match stands when the ids'
+    bytes are equal (folding is not one-to-one) and the two spans share a trace. Ids
+    that fold alike but differ answer None, for the exact path.
+    """
+    parents = pa.chunked_array(pa.array(frame[S.PARENT_ID]))
+    # A parent id of another length than the span ids matches none of them.
+    width = pc.binary_length(pa.chunked_array(pa.array(frame[S.SPAN_ID]))[0]).as_py()
+    comparable = pc.fill_null(pc.equal(pc.binary_length(parents), width), False).to_numpy()
+    rows = np.flatnonzero(comparable)
+    parent_words = _id_words(parents.filter(pa.array(comparable)))
+    if parent_words is None:  # no parent id of the spans' length
+        parent_words = np.zeros((0, words.shape[1]), dtype=np.uint64)
+    candidate = folded.get_indexer(_fold(parent_words))
+    matched = candidate >= 0
+    rows, candidate = rows[matched], candidate[matched]
+    if not np.array_equal(words[candidate], parent_words[matched]):
+        return None
+    trace, _ = pd.factorize(frame[S.TRACE_ID])
+    found = (trace[candidate] == trace[rows]) & frame[S.SERVICE].notna().to_numpy()[candidate]
+    parent_row = np.full(len(frame), -1, dtype=np.int64)
+    parent_row[rows[found]] = candidate[found]
+    has_parent = frame[S.PARENT_ID].notna().to_numpy() & (trace >= 0)
+    return parent_row, has_parent
 
 
 #: Odd 64-bit multiplier (the golden ratio's) that mixes the words of an id.
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _all_distinct(ids: pd.Series) -> bool:
-    """Whether every id is present and occurs once, cheaply for ids of one length.
-
-    Trace exporters write span ids of a fixed width (16 hex digits for W3C, Jaeger,
-    Zipkin and OTLP). Their bytes are read as 64-bit words and folded into one integer
-    per id: equal ids give equal integers, so if the integers are distinct the ids are
-    too, at the cost of hashing integers rather than strings (~4x less). Anything else
-    (missing or unequal-length ids, a repeated integer) answers False, and the caller
-    falls back to the exact factorisation.
-    """
-    text = pa.chunked_array(pa.array(ids))
-    offset_type = _OFFSETS.get(text.type)
-    if text.null_count or not len(text) or offset_type is None:
-        return False
-    lengths = pc.min_max(pc.binary_length(text)).as_py()
-    width = lengths["min"]
-    if width != lengths["max"] or width == 0:
-        return False
-    chunks = [c for c in text.chunks if len(c)]
-    folded = np.concatenate([_fold_fixed_width(c, width, offset_type) for c in chunks])
-    return not pd.Series(folded).duplicated().any()
-
-
 #: Offset types of Arrow's string layouts (pandas' "str" is ``large_string``).
 _OFFSETS = {pa.string(): np.int32, pa.large_string(): np.int64}
 
 
-def _fold_fixed_width(chunk: pa.Array, width: int, offset_type: type) -> np.ndarray:
-    """Each id of a chunk of equal-length ids folded into one uint64 (equal ids, equal)."""
-    n = len(chunk)
-    # Equal lengths: the ids lie back to back from the first one's offset.
-    first = int(np.frombuffer(chunk.buffers()[1], dtype=offset_type)[chunk.offset])
-    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8, count=n * width, offset=first)
-    rows = data.reshape(n, width)
-    if width < 8:  # pad short ids to one word
-        rows = np.concatenate([rows, np.zeros((n, 8 - width), dtype=np.uint8)], axis=1)
-        width = 8
-    # Words at byte 0, 8, ... and one ending at the last byte (overlapping if need be).
-    starts = [*range(0, width - 7, 8), *([width - 8] if width % 8 else [])]
-    folded = np.zeros(n, dtype=np.uint64)
-    for start in starts:
-        word = np.ascontiguousarray(rows[:, start : start + 8]).view(np.uint64)[:, 0]
-        folded = folded * _MIX + word
+def _id_words(ids: pd.Series | pa.ChunkedArray) -> np.ndarray | None:
+    """Ids of one byte length as rows of 64-bit words (zero-padded): equal ids, equal rows.
+
+    Trace exporters write span ids of a fixed width (16 hex digits for W3C, Jaeger,
+    Zipkin and OTLP): as integers they are compared and hashed several times faster
+    than as strings. None when an id is missing or the lengths differ.
+    """
+    text = ids if isinstance(ids, pa.ChunkedArray) else pa.chunked_array(pa.array(ids))
+    offset_type = _OFFSETS.get(text.type)
+    if text.null_count or not len(text) or offset_type is None:
+        return None
+    lengths = pc.min_max(pc.binary_length(text)).as_py()
+    width = lengths["min"]
+    if width != lengths["max"] or width == 0:
+        return None
+    out = np.zeros((len(text), -(-width // 8) * 8), dtype=np.uint8)
+    row = 0
+    for chunk in text.chunks:
+        n = len(chunk)
+        if not n:
+            continue
+        # Equal lengths: the ids lie back to back from the first one's offset.
+        first = int(np.frombuffer(chunk.buffers()[1], dtype=offset_type)[chunk.offset])
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8, count=n * width, offset=first)
+        out[row : row + n, :width] = data.reshape(n, width)
+        row += n
+    return out.view(np.uint64)
+
+
+def _fold(words: np.ndarray) -> np.ndarray:
+    """One uint64 per row of words (equal rows, equal integers; not one-to-one)."""
+    folded = words[:, 0].copy()
+    for j in range(1, words.shape[1]):
+        folded = folded * _MIX + words[:, j]
     return folded
 
 
 def _callers_from_parents(
     frame: pd.DataFrame, keys: _SpanKeys | None
 ) -> tuple[pd.Series, np.ndarray]:
-    """Service of each span's parent, and whether a named parent is absent from the data."""
-    if keys is None or S.PARENT_ID not in frame.columns:
-        return pd.Series(None, index=frame.index, dtype="str"), np.zeros(len(frame), bool)
-    usable = (keys.span_key >= 0) & frame[S.SERVICE].notna().to_numpy()
-    known = pd.Index(keys.span_key[usable])
-    first = ~known.duplicated()  # a repeated span: its first record names the service
-    lookup = known[first]
-    position = lookup.get_indexer(keys.parent_key)
-    has_parent = keys.parent_key >= 0
-    found = (position >= 0) & has_parent
-    services = frame[S.SERVICE].to_numpy(dtype=object)[usable][first]
-    callers = np.full(len(frame), None, dtype=object)
-    callers[found] = services[position[found]]
-    return pd.Series(callers, index=frame.index, dtype="str"), has_parent & ~found
+    """Service of each span's parent, and whether a named parent is absent from the data.
+
+    Works on the service column's codes: no string per span is made.
+    """
+    n = len(frame)
+    if keys is None or keys.parent_row is None:
+        return pd.Series(None, index=frame.index, dtype="str"), np.zeros(n, bool)
+    service = frame[S.SERVICE]
+    if isinstance(service.dtype, pd.CategoricalDtype):
+        codes, names = service.cat.codes.to_numpy(), service.cat.categories
+    else:
+        codes, names = pd.factorize(service)
+        names = pd.Index(names, dtype="str")
+    found = keys.parent_row >= 0
+    callers = np.where(found, codes[np.maximum(keys.parent_row, 0)], -1)
+    caller = pd.Series(pd.Categorical.from_codes(callers, names), index=frame.index)
+    return caller, keys.has_parent & ~found
 
 
 def _categorical(values: pd.Series, categories: pd.Index) -> pd.Categorical:
