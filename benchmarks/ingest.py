@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ingest.py --sizes 1e6 1e7 --repeat 1
+    python benchmarks/ingest.py --sizes 1e6 1e7 --repeat 3
 
 Generates synthetic canonical span tables once into ``benchmarks/out/`` (git-ignored)
 as CSV and Parquet, then runs each variant in a fresh subprocess so that its peak
@@ -13,8 +13,15 @@ resident memory (``ru_maxrss``) is its own:
     of the statistics a :class:`~bayesperf.summaries.LatencySummary` holds — count,
     Σ log y, Σ (log y)², Σ y, min, max and the counts on the 1% log-bin grid per pair
     (see :func:`baseline_summary`) — the target's reference.
+``baseline-csv-simple``
+    ``pd.read_csv`` + ``groupby(...).latency.agg(["count", "mean", "min", "max"])``:
+    fewer statistics than a summary holds (no log moments, no bins); for reference only
+    (it was the reference before, and the ratios against it are the ones first quoted).
 ``bayesperf-csv``
     ``bayesperf.read_traces(csv)`` + ``summarize_latency(spans)``.
+``bayesperf-csv-parents``
+    The same spans in a CSV without the ``caller`` column: ``read_traces`` derives each
+    caller from the parent links (as for Jaeger, Zipkin, OTLP and span CSVs).
 ``bayesperf-parquet``
     ``bayesperf.read_traces(parquet)`` + ``summarize_latency(spans)``.
 ``batched-csv``
@@ -27,7 +34,13 @@ resident memory (``ru_maxrss``) is its own:
 
 Every repeat runs all variants once, baseline first, so each repeat's ratios compare
 runs made under the same load (the machine may be shared): the table shows the median
-seconds and the ratio of every repeat.
+seconds and the ratio of every repeat, and the CPU seconds (all threads), which load
+disturbs less. A second table splits the seconds by stage (:data:`STAGES`): pandas'
+read and groupby for the baseline; for ``read_traces`` the CSV parse, type coercion and
+validation, span keys (de-duplication, parent look-up), callers, canonical dtypes
+(categoricals) and the rest; for ``summarize_latency`` group codes, bins and the rest
+(fixed-point sums, min, max). Each variant checks that its per-pair counts and Σ log y
+agree with the baseline's ("same stats").
 
 Seconds cover the work only (not interpreter start-up and imports). "peak MB" is the
 subprocess's peak RSS (``VmHWM``); "work MB" is that peak minus the RSS right after the
@@ -54,7 +67,9 @@ from _measure import peak_rss_bytes, rss_bytes
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS = (
     "baseline-csv",
+    "baseline-csv-simple",
     "bayesperf-csv",
+    "bayesperf-csv-parents",
     "bayesperf-parquet",
     "batched-csv",
     "batched-parquet",
@@ -137,15 +152,22 @@ def generate(n_spans: int, seed: int = 0):
     )
 
 
+def parents_csv(csv_path: Path) -> Path:
+    """The CSV of the same spans without the ``caller`` column."""
+    return csv_path.with_name(f"{csv_path.stem}-parents.csv")
+
+
 def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
-    """Write ``spans-<n>.csv`` and ``spans-<n>.parquet`` once; return their paths."""
+    """Write ``spans-<n>.csv``, ``spans-<n>-parents.csv`` (no ``caller`` column) and
+    ``spans-<n>.parquet`` once; return the paths of the first and the last."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     OUT.mkdir(parents=True, exist_ok=True)
     csv_path, pq_path = OUT / f"spans-{n_spans}.csv", OUT / f"spans-{n_spans}.parquet"
-    if csv_path.exists() and pq_path.exists() and not force:
+    paths = (csv_path, parents_csv(csv_path), pq_path)
+    if all(p.exists() for p in paths) and not force:
         return csv_path, pq_path
     t0 = time.perf_counter()
     table = generate(n_spans)
@@ -154,9 +176,10 @@ def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
     for i, name in enumerate(plain.column_names):
         if pa.types.is_dictionary(plain.schema.field(name).type):
             plain = plain.set_column(i, name, plain.column(name).cast(pa.string()))
-    tmp = csv_path.with_suffix(".csv.tmp")
-    pacsv.write_csv(plain, tmp, pacsv.WriteOptions(quoting_style="needed"))
-    tmp.replace(csv_path)
+    for path, columns in ((csv_path, plain), (paths[1], plain.drop_columns(["caller"]))):
+        tmp = path.with_suffix(".csv.tmp")
+        pacsv.write_csv(columns, tmp, pacsv.WriteOptions(quoting_style="needed"))
+        tmp.replace(path)
     # Parquet: as write_parquet writes it (zstd, service columns dictionary-encoded).
     tmp = pq_path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP)
@@ -272,6 +295,7 @@ def cpu_seconds() -> float:
 
 def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
     """Run one variant in this (fresh) process; return timings and memory."""
+    import numpy as np
     import pandas as pd
 
     import bayesperf
@@ -282,17 +306,22 @@ def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
     rss_imported = rss_bytes()
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     if name.startswith("baseline"):
-        if name == "baseline-csv":
+        if name.startswith("baseline-csv"):
             frame = pd.read_csv(csv_path, engine="pyarrow")
         else:
             frame = pd.read_parquet(pq_path)
         t1 = time.perf_counter()
-        stats, bin_counts = baseline_summary(frame)
+        if name == "baseline-csv-simple":
+            stats = frame.groupby(KEYS, dropna=False).latency.agg(["count", "mean", "min", "max"])
+            stats["sum_log"], bin_counts = np.nan, ()
+        else:
+            stats, bin_counts = baseline_summary(frame)
         stages.update(read=t1 - t0, parse=t1 - t0, summarize=time.perf_counter() - t1)
     elif name.startswith("batched"):
         summary = bayesperf.summarize_latency(csv_path if name == "batched-csv" else pq_path)
     else:
-        source = csv_path if name == "bayesperf-csv" else pq_path
+        source = {"bayesperf-csv": csv_path, "bayesperf-csv-parents": parents_csv(csv_path)}
+        source = source.get(name, pq_path)
         table = bayesperf.read_traces(source)
         t1 = time.perf_counter()
         summary = bayesperf.summarize_latency(table)
@@ -347,6 +376,8 @@ def same_statistics(result: dict, base: dict) -> str:
     a, b = result["digest"], base["digest"]
     if a["labels"] != b["labels"] or a["count"] != b["count"]:
         return "NO: groups or counts differ"
+    if np.all(np.isnan(a["sum_log"])):
+        return "counts only"  # a baseline without log moments
     # Fixed point rounds each span's log y by at most 2^-21.
     tolerance = np.asarray(a["count"]) * 2.0**-21 + 1e-9 * np.abs(b["sum_log"])
     if np.any(np.abs(np.subtract(a["sum_log"], b["sum_log"])) > tolerance):

@@ -4,7 +4,8 @@
 length are compared as 64-bit words (folded into one integer each), anything else is
 factorised. Every path must give what the rules say, checked here against a plain
 implementation of the rules on small random tables, with the fast path, the exact path
-forced, and the fold made to collide (so that its check against the ids' bytes decides).
+forced, the fold made to collide (so that its check against the ids' bytes decides),
+and the hash tables split into buckets as for large reads.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def read(frame: pd.DataFrame) -> pd.DataFrame:
         return bayesperf.read_traces(frame)
 
 
-@pytest.mark.parametrize("path", ["fast", "exact", "collide"])
+@pytest.mark.parametrize("path", ["fast", "exact", "collide", "buckets"])
 @settings(max_examples=100, derandomize=True, database=None, deadline=None)
 @given(frame=span_frames())
 def test_duplicates_and_callers_follow_the_rules(path, frame):
@@ -103,6 +104,8 @@ def test_duplicates_and_callers_follow_the_rules(path, frame):
             mp.setattr(_table, "_id_words", lambda ids: None)
         elif path == "collide":
             mp.setattr(_table, "_MIX", np.uint64(0))
+        elif path == "buckets":  # hash tables per bucket, as for large reads
+            mp.setattr(_table._HashBuckets, "MIN_SPLIT", 0)
         if expected.empty:
             with pytest.raises(bayesperf.TraceFormatError):
                 read(frame)
@@ -114,6 +117,33 @@ def test_duplicates_and_callers_follow_the_rules(path, frame):
     assert got.values.tolist() == expected.values.tolist()
     assert report.dropped.get("duplicate_span", 0) == duplicates
     assert report.flagged.get("parent_missing", 0) == parent_missing
+
+
+@pytest.mark.parametrize("min_split", [0, _table._HashBuckets.MIN_SPLIT])
+def test_distinct_fixed_width_ids_need_no_factorisation(monkeypatch, min_split):
+    """The common case (random 16-hex-digit ids) never hashes the id strings."""
+
+    def refuse(cls, *args):
+        raise AssertionError("the exact path was taken")
+
+    monkeypatch.setattr(_table._SpanKeys, "_factorized", classmethod(refuse))
+    monkeypatch.setattr(_table._HashBuckets, "MIN_SPLIT", min_split)
+    rng = np.random.default_rng(0)
+    ids = [f"{i:016x}" for i in rng.choice(2**62, 3000, replace=False)]
+    services = [f"s{i % 7}" for i in range(3000)]
+    parent = [i - 1 if i % 3 else -1 for i in range(3000)]  # chains of 3 spans
+    frame = pd.DataFrame(
+        {
+            "trace_id": [f"t{i // 3}" for i in range(3000)],
+            "span_id": ids,
+            "parent_id": [ids[p] if p >= 0 else "" for p in parent],
+            "service": services,
+            "latency": 1.0,
+        }
+    )
+    spans = bayesperf.read_traces(frame)
+    expected = [services[p] if p >= 0 else None for p in parent]
+    assert spans["caller"].astype(object).where(spans["caller"].notna(), None).tolist() == expected
 
 
 def test_colliding_folds_fall_back_to_the_exact_path(monkeypatch):
