@@ -32,8 +32,9 @@ resident memory (``ru_maxrss``) is its own:
 ``baseline-parquet``
     ``pd.read_parquet`` + the same groupby (for reference only).
 
-Every repeat runs all variants once, baseline first, so each repeat's ratios compare
-runs made under the same load (the machine may be shared): the table shows the median
+Every repeat runs all variants once (in an order rotated from repeat to repeat), so
+each repeat's ratios compare runs made under the same load (the machine may be shared,
+and timings there vary by 2x from minute to minute): the table shows the median
 seconds and the ratio of every repeat, and the CPU seconds (all threads), which load
 disturbs less. A second table splits the seconds by stage (:data:`STAGES`): pandas'
 read and groupby for the baseline; for ``read_traces`` the CSV parse, type coercion and
@@ -477,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         csv_path, pq_path = OUT / f"spans-{n}.csv", OUT / f"spans-{n}.parquet"
         runs: dict[str, list[dict]] = {name: [] for name in variants}
         for repeat in range(args.repeat):
-            for name in variants:  # baseline first in every repeat: ratios under one load
+            # Every variant once per repeat (ratios under one load), the order rotated
+            # from one repeat to the next so that no variant always runs first.
+            shift = repeat % len(variants)
+            for name in variants[shift:] + variants[:shift]:
                 runs[name].append(measure(name, csv_path, pq_path))
                 print(
                     f"  run {repeat + 1} {name}: {runs[name][-1]['seconds']:.2f} s", file=sys.stderr
