@@ -2,17 +2,26 @@
 
 Usage::
 
-    python benchmarks/ingest.py --sizes 1e6 1e7 --repeat 1
+    python benchmarks/ingest.py --sizes 1e6 1e7 --repeat 3
 
 Generates synthetic canonical span tables once into ``benchmarks/out/`` (git-ignored)
 as CSV and Parquet, then runs each variant in a fresh subprocess so that its peak
 resident memory (``ru_maxrss``) is its own:
 
 ``baseline-csv``
-    ``pd.read_csv(path, engine="pyarrow")`` + ``groupby(["caller", "callee"])``
-    ``.latency.agg(["count", "mean", "min", "max"])`` — the target's reference.
+    ``pd.read_csv(path, engine="pyarrow")`` + a pandas ``groupby(["caller", "callee"])``
+    of the statistics a :class:`~bayesperf.summaries.LatencySummary` holds — count,
+    Σ log y, Σ (log y)², Σ y, min, max and the counts on the 1% log-bin grid per pair
+    (see :func:`baseline_summary`) — the target's reference.
+``baseline-csv-simple``
+    ``pd.read_csv`` + ``groupby(...).latency.agg(["count", "mean", "min", "max"])``:
+    fewer statistics than a summary holds (no log moments, no bins); for reference only
+    (it was the reference before, and the ratios against it are the ones first quoted).
 ``bayesperf-csv``
     ``bayesperf.read_traces(csv)`` + ``summarize_latency(spans)``.
+``bayesperf-csv-parents``
+    The same spans in a CSV without the ``caller`` column: ``read_traces`` derives each
+    caller from the parent links (as for Jaeger, Zipkin, OTLP and span CSVs).
 ``bayesperf-parquet``
     ``bayesperf.read_traces(parquet)`` + ``summarize_latency(spans)``.
 ``batched-csv``
@@ -22,6 +31,17 @@ resident memory (``ru_maxrss``) is its own:
     ``summarize_latency(parquet_path)``: Parquet batches of 10^6 rows, bounded memory.
 ``baseline-parquet``
     ``pd.read_parquet`` + the same groupby (for reference only).
+
+Every repeat runs all variants once (in an order rotated from repeat to repeat), so
+each repeat's ratios compare runs made under the same load (the machine may be shared,
+and timings there vary by 2x from minute to minute): the table shows the median
+seconds and the ratio of every repeat, and the CPU seconds (all threads), which load
+disturbs less. A second table splits the seconds by stage (:data:`STAGES`): pandas'
+read and groupby for the baseline; for ``read_traces`` the CSV parse, type coercion and
+validation, span keys (de-duplication, parent look-up), callers, canonical dtypes
+(categoricals) and the rest; for ``summarize_latency`` group codes, bins and the rest
+(fixed-point sums, min, max). Each variant checks that its per-pair counts and Σ log y
+agree with the baseline's ("same stats").
 
 Seconds cover the work only (not interpreter start-up and imports). "peak MB" is the
 subprocess's peak RSS (``VmHWM``); "work MB" is that peak minus the RSS right after the
@@ -48,7 +68,9 @@ from _measure import peak_rss_bytes, rss_bytes
 OUT = Path(__file__).resolve().parent / "out"
 VARIANTS = (
     "baseline-csv",
+    "baseline-csv-simple",
     "bayesperf-csv",
+    "bayesperf-csv-parents",
     "bayesperf-parquet",
     "batched-csv",
     "batched-parquet",
@@ -131,15 +153,22 @@ def generate(n_spans: int, seed: int = 0):
     )
 
 
+def parents_csv(csv_path: Path) -> Path:
+    """The CSV of the same spans without the ``caller`` column."""
+    return csv_path.with_name(f"{csv_path.stem}-parents.csv")
+
+
 def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
-    """Write ``spans-<n>.csv`` and ``spans-<n>.parquet`` once; return their paths."""
+    """Write ``spans-<n>.csv``, ``spans-<n>-parents.csv`` (no ``caller`` column) and
+    ``spans-<n>.parquet`` once; return the paths of the first and the last."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     OUT.mkdir(parents=True, exist_ok=True)
     csv_path, pq_path = OUT / f"spans-{n_spans}.csv", OUT / f"spans-{n_spans}.parquet"
-    if csv_path.exists() and pq_path.exists() and not force:
+    paths = (csv_path, parents_csv(csv_path), pq_path)
+    if all(p.exists() for p in paths) and not force:
         return csv_path, pq_path
     t0 = time.perf_counter()
     table = generate(n_spans)
@@ -148,9 +177,10 @@ def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
     for i, name in enumerate(plain.column_names):
         if pa.types.is_dictionary(plain.schema.field(name).type):
             plain = plain.set_column(i, name, plain.column(name).cast(pa.string()))
-    tmp = csv_path.with_suffix(".csv.tmp")
-    pacsv.write_csv(plain, tmp, pacsv.WriteOptions(quoting_style="needed"))
-    tmp.replace(csv_path)
+    for path, columns in ((csv_path, plain), (paths[1], plain.drop_columns(["caller"]))):
+        tmp = path.with_suffix(".csv.tmp")
+        pacsv.write_csv(columns, tmp, pacsv.WriteOptions(quoting_style="needed"))
+        tmp.replace(path)
     # Parquet: as write_parquet writes it (zstd, service columns dictionary-encoded).
     tmp = pq_path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP)
@@ -165,48 +195,167 @@ def ensure_data(n_spans: int, force: bool = False) -> tuple[Path, Path]:
 
 
 # -------------------------------------------------------------------- variants
+KEYS = ["caller", "callee"]
+
+
+def baseline_summary(frame):
+    """What a pandas user would write for the statistics of a ``LatencySummary``.
+
+    Float sums (not fixed point) and the plain ``floor(log)`` bin index (without the
+    check on the edges that ``LogBins.index`` adds); root spans' missing caller kept as
+    a group (``dropna=False``), as ``summarize_latency`` keeps it. Returns the per-pair
+    statistics and the per-(pair, bin) counts.
+    """
+    import numpy as np
+
+    from bayesperf.summaries.bins import DEFAULT_BINS as bins
+
+    y = frame["latency"].to_numpy()
+    with np.errstate(divide="ignore"):
+        log_y = np.log(y)
+    k = np.floor((log_y - np.log(bins.lowest_ms)) / np.log(bins.gamma))
+    observed = y >= bins.lowest_ms
+    frame = frame.assign(
+        log=np.where(observed, log_y, 0.0),
+        log2=np.where(observed, log_y**2, 0.0),
+        bin=np.where(observed, np.minimum(k + 1, bins.n_bins - 1), 0).astype(np.int64),
+    )
+    grouped = frame.groupby(KEYS, dropna=False)
+    stats = grouped.agg(
+        count=("latency", "size"),
+        sum_log=("log", "sum"),
+        sum_log2=("log2", "sum"),
+        sum=("latency", "sum"),
+        min=("latency", "min"),
+        max=("latency", "max"),
+    )
+    bin_counts = frame.groupby([*KEYS, "bin"], dropna=False).size()
+    return stats, bin_counts
+
+
+def _digest(groups, count, sum_log, n_bin_cells) -> dict:
+    """What the driver compares across variants: counts per pair, Σ log y, cells."""
+    import numpy as np
+
+    count, sum_log = np.asarray(count), np.asarray(sum_log)
+    labels = ["/".join("" if v != v or v is None else str(v) for v in g) for g in groups]
+    order = np.argsort(labels)
+    return {
+        "labels": [labels[i] for i in order],
+        "count": [int(count[i]) for i in order],
+        "sum_log": [float(sum_log[i]) for i in order],
+        "bin_cells": int(n_bin_cells),
+    }
+
+
+#: Stages of read_traces + summarize_latency timed on their own: (label, module, function).
+#: Each function is wrapped where its caller looks it up, so the measured run is the real
+#: code path; what the stages leave out of "read" / "summarize" is shown as "rest".
+STAGES = (
+    ("parse", "bayesperf.io.canonical_csv", "read_csv"),
+    ("coerce", "bayesperf.io._table", "coerce"),
+    ("span keys", "bayesperf.io._table", "_SpanKeys.of"),
+    ("callers", "bayesperf.io._table", "_callers_from_parents"),
+    ("dtypes", "bayesperf.io._table", "_canonical"),
+    ("group codes", "bayesperf.summaries.latency", "_group_codes"),
+    ("bins", "bayesperf.summaries.bins", "LogBins.index"),
+)
+
+
+def time_stages(stages: dict[str, float]) -> None:
+    """Wrap the functions of :data:`STAGES` so that their seconds add up in ``stages``."""
+    import importlib
+    import inspect
+
+    for label, module, path in STAGES:
+        owner = importlib.import_module(module)
+        *parents, attr = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        original = inspect.getattr_static(owner, attr)
+        is_classmethod = isinstance(original, classmethod)
+        func = original.__func__ if is_classmethod else original
+
+        def timed(*args, _func=func, _label=label, **kwargs):
+            t = time.perf_counter()
+            try:
+                return _func(*args, **kwargs)
+            finally:
+                stages[_label] = stages.get(_label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, attr, classmethod(timed) if is_classmethod else timed)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_variant(name: str, csv_path: Path, pq_path: Path) -> dict:
     """Run one variant in this (fresh) process; return timings and memory."""
+    import numpy as np
     import pandas as pd
 
     import bayesperf
 
     stages: dict[str, float] = {}
-    raw_bytes = None
+    if name.startswith("bayesperf"):
+        time_stages(stages)
     rss_imported = rss_bytes()
-    t0 = time.perf_counter()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
     if name.startswith("baseline"):
-        frame = (
-            pd.read_csv(csv_path, engine="pyarrow")
-            if name == "baseline-csv"
-            else pd.read_parquet(pq_path)
-        )
+        if name.startswith("baseline-csv"):
+            frame = pd.read_csv(csv_path, engine="pyarrow")
+        else:
+            frame = pd.read_parquet(pq_path)
         t1 = time.perf_counter()
-        result = frame.groupby(["caller", "callee"]).latency.agg(["count", "mean", "min", "max"])
-        spans, groups = len(frame), len(result)
-        raw_bytes = int(frame.memory_usage(deep=True).sum())
-        stages = {"read": t1 - t0, "summarize": time.perf_counter() - t1}
+        if name == "baseline-csv-simple":
+            stats = frame.groupby(KEYS, dropna=False).latency.agg(["count", "mean", "min", "max"])
+            stats["sum_log"], bin_counts = np.nan, ()
+        else:
+            stats, bin_counts = baseline_summary(frame)
+        stages.update(read=t1 - t0, parse=t1 - t0, summarize=time.perf_counter() - t1)
     elif name.startswith("batched"):
         summary = bayesperf.summarize_latency(csv_path if name == "batched-csv" else pq_path)
-        spans, groups = int(summary.count.sum()), summary.n_groups
     else:
-        source = csv_path if name == "bayesperf-csv" else pq_path
+        source = {"bayesperf-csv": csv_path, "bayesperf-csv-parents": parents_csv(csv_path)}
+        source = source.get(name, pq_path)
         table = bayesperf.read_traces(source)
         t1 = time.perf_counter()
         summary = bayesperf.summarize_latency(table)
-        spans, groups = len(table), summary.n_groups
-        stages = {"read": t1 - t0, "summarize": time.perf_counter() - t1}
-    seconds = time.perf_counter() - t0
+        stages.update(read=t1 - t0, summarize=time.perf_counter() - t1)
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     peak = peak_rss_bytes()
+    raw_bytes = None
+    if name.startswith("baseline"):
+        spans, groups = len(frame), len(stats)
+        digest = _digest(stats.index, stats["count"], stats["sum_log"], len(bin_counts))
+        raw_bytes = int(frame.memory_usage(deep=True).sum())
+    else:
+        spans, groups = int(summary.count.sum()), summary.n_groups
+        cells = int((summary.bin_counts > 0).sum())
+        digest = _digest(summary.groups, summary.count, summary.sum_log, cells)
+    if "read" in stages and name.startswith("bayesperf"):
+        read_parts = ("parse", "coerce", "span keys", "callers", "dtypes")
+        stages["read: rest"] = stages["read"] - sum(stages.get(k, 0.0) for k in read_parts)
+        summary_parts = ("group codes", "bins")
+        stages["summarize: rest"] = stages["summarize"] - sum(
+            stages.get(k, 0.0) for k in summary_parts
+        )
     return {
         "variant": name,
         "spans": spans,
         "groups": groups,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "stages": stages,
         "peak_bytes": peak,
         "rss_after_imports": rss_imported,
         "raw_column_bytes": raw_bytes,
+        "digest": digest,
     }
 
 
@@ -221,39 +370,90 @@ def measure(name: str, csv_path: Path, pq_path: Path) -> dict:
 
 
 # -------------------------------------------------------------------- report
+def same_statistics(result: dict, base: dict) -> str:
+    """Whether a variant's per-pair counts and Σ log y agree with the baseline's."""
+    import numpy as np
+
+    a, b = result["digest"], base["digest"]
+    if a["labels"] != b["labels"] or a["count"] != b["count"]:
+        return "NO: groups or counts differ"
+    if np.all(np.isnan(a["sum_log"])):
+        return "counts only"  # a baseline without log moments
+    # Fixed point rounds each span's log y by at most 2^-21.
+    tolerance = np.asarray(a["count"]) * 2.0**-21 + 1e-9 * np.abs(b["sum_log"])
+    if np.any(np.abs(np.subtract(a["sum_log"], b["sum_log"])) > tolerance):
+        return "NO: sums of log y differ"
+    return "yes"
+
+
 def table(results: list[dict]) -> str:
     head = (
-        "| variant | spans | seconds | spans/s | time / baseline | peak MB | work MB "
-        "| peak / raw cols | work / raw cols | read s | summarize s |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| variant | spans | seconds (median) | time / baseline, each run | median ratio "
+        "| CPU s | CPU / baseline | peak MB | work MB | peak / raw cols | work / raw cols "
+        "| same stats |\n"
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [head]
     for r in results:
-        stages = r.get("stages") or {}
         raw = r["raw_column_bytes_baseline"]
         lines.append(
-            "| {variant} | {spans:,} | {s:.2f} | {rate:,.0f} | {ratio:.2f}x | {peak:,.0f} | "
-            "{work:,.0f} | {peak_raw:.2f}x | {work_raw:.2f}x | {read} | {summ} |".format(
+            "| {variant} | {spans:,} | {s:.2f} | {ratios} | {ratio:.2f}x | {cpu:.2f} | "
+            "{cpu_ratio:.2f}x | {peak:,.0f} | "
+            "{work:,.0f} | {peak_raw:.2f}x | {work_raw:.2f}x | {same} |".format(
                 variant=r["variant"],
                 spans=r["spans"],
                 s=r["seconds"],
-                rate=r["spans"] / r["seconds"],
+                ratios=", ".join(f"{x:.2f}" for x in r["time_ratios"]),
                 ratio=r["time_ratio"],
+                cpu=r["cpu_seconds"],
+                cpu_ratio=r["cpu_ratio"],
                 peak=r["peak_bytes"] / 1e6,
                 work=r["work_bytes"] / 1e6,
                 peak_raw=r["peak_bytes"] / raw,
                 work_raw=r["work_bytes"] / raw,
-                read=f"{stages['read']:.2f}" if "read" in stages else "",
-                summ=f"{stages['summarize']:.2f}" if "summarize" in stages else "",
+                same=r["same_statistics"],
             )
         )
     return "\n".join(lines)
 
 
+#: Columns of the stage table: the read and its parts, then the summary and its parts.
+STAGE_ORDER = (
+    "read",
+    "parse",
+    "coerce",
+    "span keys",
+    "callers",
+    "dtypes",
+    "read: rest",
+    "summarize",
+    "group codes",
+    "bins",
+    "summarize: rest",
+)
+
+
+def stage_table(results: list[dict]) -> str:
+    """Median seconds per stage of the variants that time their stages."""
+    timed = [r for r in results if r["stage_medians"]]
+    names = [k for k in STAGE_ORDER if any(k in r["stage_medians"] for r in timed)]
+    lines = [
+        "| variant | " + " | ".join(names) + " | total |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for r in timed:
+        cells = [r["stage_medians"].get(k) for k in names]
+        shown = " | ".join("" if c is None else f"{c:.3f}" for c in cells)
+        lines.append(f"| {r['variant']} | {shown} | {r['seconds']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=float, default=[1e6])
-    parser.add_argument("--repeat", type=int, default=1, help="runs per variant (best time)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every variant")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--force", action="store_true", help="regenerate the data")
     parser.add_argument("--run-variant", nargs=3, metavar=("NAME", "CSV", "PARQUET"))
@@ -276,23 +476,50 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, __file__, "--generate", str(n), *(["--force"] if args.force else [])]
         subprocess.run(cmd, check=True)
         csv_path, pq_path = OUT / f"spans-{n}.csv", OUT / f"spans-{n}.parquet"
+        runs: dict[str, list[dict]] = {name: [] for name in variants}
+        for repeat in range(args.repeat):
+            # Every variant once per repeat (ratios under one load), the order rotated
+            # from one repeat to the next so that no variant always runs first.
+            shift = repeat % len(variants)
+            for name in variants[shift:] + variants[:shift]:
+                runs[name].append(measure(name, csv_path, pq_path))
+                print(
+                    f"  run {repeat + 1} {name}: {runs[name][-1]['seconds']:.2f} s", file=sys.stderr
+                )
+        base_runs = runs["baseline-csv"]
         results = []
         for name in variants:
-            runs = [measure(name, csv_path, pq_path) for _ in range(args.repeat)]
-            best = min(runs, key=lambda r: r["seconds"])
-            best["peak_bytes"] = max(r["peak_bytes"] for r in runs)
-            best["work_bytes"] = best["peak_bytes"] - min(r["rss_after_imports"] for r in runs)
-            best["runs"] = [r["seconds"] for r in runs]
-            results.append(best)
-            print(f"  {name}: {best['seconds']:.2f} s", file=sys.stderr)
+            these = runs[name]
+            r = dict(these[0])
+            r["runs"] = [x["seconds"] for x in these]
+            r["seconds"] = statistics.median(r["runs"])
+            r["time_ratios"] = [
+                x["seconds"] / b["seconds"] for x, b in zip(these, base_runs, strict=True)
+            ]
+            r["time_ratio"] = statistics.median(r["time_ratios"])
+            r["cpu_seconds"] = statistics.median(x["cpu_seconds"] for x in these)
+            r["cpu_ratio"] = statistics.median(
+                x["cpu_seconds"] / b["cpu_seconds"] for x, b in zip(these, base_runs, strict=True)
+            )
+            stage_names = dict.fromkeys(k for x in these for k in x["stages"])
+            r["stage_medians"] = {
+                k: statistics.median(x["stages"].get(k, 0.0) for x in these) for k in stage_names
+            }
+            r["peak_bytes"] = max(x["peak_bytes"] for x in these)
+            r["work_bytes"] = r["peak_bytes"] - min(x["rss_after_imports"] for x in these)
+            results.append(r)
         base = results[0]
         for r in results:
-            r["time_ratio"] = r["seconds"] / base["seconds"]
             r["raw_column_bytes_baseline"] = base["raw_column_bytes"]
             r["peak_ratio"] = r["peak_bytes"] / base["raw_column_bytes"]
             r["work_ratio"] = r["work_bytes"] / base["raw_column_bytes"]
+            r["same_statistics"] = same_statistics(r, base)
         print(f"\n### {n:,} spans (raw columns: {base['raw_column_bytes'] / 1e6:,.0f} MB)\n")
         print(table(results))
+        print("\nseconds per stage (median over the runs):\n")
+        print(stage_table(results))
+        for r in results:
+            del r["digest"]
         all_results.extend(results)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = OUT / f"ingest-{stamp}.json"

@@ -80,19 +80,25 @@ class LogBins:
         log_edges = self.lowest_ms * np.exp(k * math.log(self.gamma))
         return np.concatenate([[0.0], log_edges, [np.inf]])
 
-    def index(self, latency_ms: np.ndarray) -> np.ndarray:
-        """Bin index (int64) of each latency; values must be >= 0 and not NaN."""
+    def index(self, latency_ms: np.ndarray, *, log_latency: np.ndarray | None = None) -> np.ndarray:
+        """Bin index (int64) of each latency; values must be >= 0 and not NaN.
+
+        ``log_latency``, the natural log of ``latency_ms``, saves a logarithm when the
+        caller has it already; the bins do not depend on it (they are settled on the
+        edges).
+        """
         y = np.asarray(latency_ms, dtype=np.float64)
-        with np.errstate(divide="ignore"):
-            k = np.floor(np.log(y / self.lowest_ms) / math.log(self.gamma))
-        k = np.where(y < self.lowest_ms, -1, np.minimum(k, self.n_log_bins)).astype(np.int64)
-        # Rounding in log() can put a value one bin off at an edge: settle it on the
-        # edges themselves, so every value lies in [edges[i], edges[i + 1]).
-        b = k + 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_y = np.log(y) if log_latency is None else log_latency
+            k = np.floor((log_y - math.log(self.lowest_ms)) * (1 / math.log(self.gamma)))
+        b = np.where(y < self.lowest_ms, 0, np.clip(k, 0, self.n_log_bins) + 1).astype(np.int64)
+        # The logarithm's rounding can put a value one bin off at an edge: settle it on
+        # the edges themselves, so every value lies in [edges[i], edges[i + 1]).
         edges = self.edges
-        up = (b >= 1) & (b <= self.n_log_bins) & (y >= edges[np.minimum(b + 1, len(edges) - 1)])
-        b = np.where(up, b + 1, b)
-        return np.where((b >= 2) & (y < edges[b]), b - 1, b)
+        b += y >= edges[b + 1]
+        np.minimum(b, self.n_bins - 1, out=b)  # an infinite value stays in the overflow bin
+        b -= (y < edges[b]) & (b > 0)
+        return b
 
     def to_dict(self) -> dict[str, float]:
         """JSON-friendly description (stored with saved summaries)."""

@@ -565,40 +565,40 @@ def summarize_latency(
         codes, groups = np.zeros(len(y), dtype=np.int64), _index([ALL], ("group",))
     n_groups = len(groups)
 
-    b = bins.index(y)
+    with np.errstate(divide="ignore"):
+        log_y = np.log(y)
+    b = bins.index(y, log_latency=log_y)
     bin_counts = np.bincount(codes * bins.n_bins + b, minlength=n_groups * bins.n_bins)
     bin_counts = bin_counts.reshape(n_groups, bins.n_bins).astype(np.int64)
 
-    observed = b > 0
-    with np.errstate(divide="ignore"):
-        log_y = np.where(observed, np.log(y), 0.0)
-    sums = pd.DataFrame(
-        {
-            "log": np.rint(log_y * LOG_SCALE).astype(np.int64),
-            "log2": np.rint(log_y**2 * LOG_SCALE).astype(np.int64),
-            "ns": np.rint(y * NS_PER_MS).astype(np.int64),
-            "min": y,
-            "max": y,
-        }
-    )
-    # Integer group sums are exact (unlike float bincount), hence pandas here.
-    agg = sums.groupby(codes, sort=True).agg(
-        {"log": "sum", "log2": "sum", "ns": "sum", "min": "min", "max": "max"}
-    )
-    agg = agg.reindex(range(n_groups))
+    log_y[b == 0] = 0.0  # the underflow bin is censored: its spans have no log-latency
+    # Fixed-point values summed per group with integer ufunc.at: exact and associative.
+    sum_log_fx = _group_sum(codes, np.rint(log_y * LOG_SCALE).astype(np.int64), n_groups)
+    sum_log2_fx = _group_sum(codes, np.rint(log_y**2 * LOG_SCALE).astype(np.int64), n_groups)
+    sum_ns = _group_sum(codes, np.rint(y * NS_PER_MS).astype(np.int64), n_groups)
+    minimum, maximum = np.full(n_groups, np.inf), np.full(n_groups, -np.inf)
+    np.minimum.at(minimum, codes, y)
+    np.maximum.at(maximum, codes, y)
     return LatencySummary(
         by=by_t,
         groups=groups,
         count=bin_counts.sum(axis=1),
         bin_counts=bin_counts,
         edges=bins.edges,
-        sum_log_fx=agg["log"].to_numpy(np.int64),
-        sum_log2_fx=agg["log2"].to_numpy(np.int64),
-        sum_ns=agg["ns"].to_numpy(np.int64),
-        minimum=agg["min"].to_numpy(np.float64),
-        maximum=agg["max"].to_numpy(np.float64),
+        sum_log_fx=sum_log_fx,
+        sum_log2_fx=sum_log2_fx,
+        sum_ns=sum_ns,
+        minimum=minimum,
+        maximum=maximum,
         bins=bins,
     )
+
+
+def _group_sum(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group sums of int64 values (integer addition: exact, whatever the order)."""
+    out = np.zeros(n_groups, dtype=np.int64)
+    np.add.at(out, codes, values)
+    return out
 
 
 def _group_codes(spans: pd.DataFrame, by: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
@@ -613,15 +613,18 @@ def _group_codes(spans: pd.DataFrame, by: tuple[str, ...]) -> tuple[np.ndarray, 
         col = spans[c]
         if isinstance(col.dtype, pd.CategoricalDtype):
             cats = pd.Index(col.cat.categories.astype("str"), dtype="str")
-            codes = col.cat.codes.to_numpy().astype(np.int64)
+            rank = np.arange(len(cats))
             if not cats.is_monotonic_increasing or not cats.is_unique:
                 uniq, rank = np.unique(cats.to_numpy(dtype=object), return_inverse=True)
-                codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
                 cats = pd.Index(uniq, dtype="str")
+            # One look-up per row: category -> rank among the sorted labels, and the
+            # missing code -1 (the table's last entry) -> len(cats), so it sorts last.
+            lookup = np.append(rank, len(cats)).astype(np.int64)
+            level_codes.append(lookup[col.cat.codes.to_numpy()])
         else:
             codes, cats = pd.factorize(col.astype("str"), sort=True)
-            codes, cats = np.asarray(codes, dtype=np.int64), pd.Index(cats, dtype="str")
-        level_codes.append(np.where(codes < 0, len(cats), codes))  # missing sorts last
+            cats = pd.Index(cats, dtype="str")
+            level_codes.append(np.where(codes < 0, len(cats), codes).astype(np.int64))
         levels.append(cats)
     radix = [len(c) + 1 for c in levels]
     if np.prod(radix, dtype=np.float64) >= 2**62:

@@ -173,6 +173,24 @@ def test_edge_values_land_in_the_bin_they_open():
     assert bins.index(below).tolist() == list(range(1, bins.n_bins - 1))
 
 
+@pytest.mark.parametrize("bins", [DEFAULT_BINS, LogBins(1e-6, 10.0, 0.05)])
+def test_a_given_logarithm_gives_the_same_bins(bins):
+    """The bins are settled on the edges, whatever rounding the logarithm had."""
+    edges = bins.edges[1:-1]
+    rng = np.random.default_rng(1)
+    y = np.concatenate(
+        [edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf), [0.0, np.inf, 1e308]]
+    )
+    y = np.concatenate([y, np.exp(rng.uniform(np.log(1e-8), np.log(1e9), 100_000))])
+    with np.errstate(divide="ignore"):
+        log_y = np.log(y)
+    expected = bins.index(y)
+    assert np.array_equal(bins.index(y, log_latency=log_y), expected)
+    # Even a logarithm off by a few ulps (another libm) lands every value in its bin.
+    assert np.array_equal(bins.index(y, log_latency=log_y * (1 + 4e-16)), expected)
+    assert np.all((bins.edges[expected] <= y) & (y < bins.edges[expected + 1]) | np.isinf(y))
+
+
 def test_loggrid_validation():
     with pytest.raises(ValueError, match="relative_accuracy"):
         LogBins(relative_accuracy=0.6)
