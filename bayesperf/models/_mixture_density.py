@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from bayesperf._numba import cached_njit
 
 __all__ = ["constrained", "logp_and_grad", "unconstrained"]
 
@@ -72,7 +73,7 @@ def constrained(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return location, sigma, weights / weights.sum()
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def logp_and_grad(
     x: np.ndarray,
     log_lo: np.ndarray,

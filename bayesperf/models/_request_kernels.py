@@ -30,27 +30,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from bayesperf._numba import cached_njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _mix(z):
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _stream(seed, request):
     """The first state of a request's stream."""
     return _mix(np.uint64(seed) ^ _mix(np.uint64(request) + _GOLDEN))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _keyed(seed, request, kind, index):
     """The first state of the stream of (request, kind, index): a span or a factor."""
     return _mix(_stream(seed, request) ^ _mix(np.uint64(kind) * _MIX1 + np.uint64(index)))
@@ -61,14 +62,14 @@ _SERVICE_FACTOR = np.uint64(1) << np.uint64(40)
 _TYPE_FACTOR = np.uint64(1) << np.uint64(41)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _uniform(state):
     """The next state and a uniform in (0, 1)."""
     state = state + _GOLDEN
     return state, (float(_mix(state) >> np.uint64(11)) + 0.5) * 2.0**-53
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _normal(state):
     """The next state and a standard normal (Box-Muller)."""
     state, u1 = _uniform(state)
@@ -76,7 +77,7 @@ def _normal(state):
     return state, math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _search(cum: np.ndarray, lo: int, hi: int, u: float) -> int:
     """First position in ``cum[lo:hi]`` (increasing, ending at 1) whose value exceeds u."""
     while lo < hi - 1:  # the answer is in [lo, hi - 1]
@@ -88,7 +89,7 @@ def _search(cum: np.ndarray, lo: int, hi: int, u: float) -> int:
     return lo
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def expand(
     seed,
     root_type,
@@ -186,7 +187,7 @@ def expand(
     return span_type, span_draw, span_root, span_parent, span_stage, span_occ, n, truncated
 
 
-@njit(cache=True, nogil=True, inline="always")
+@cached_njit(nogil=True, inline="always")
 def _occurrence(seen, stamp, t, request):
     """The next occurrence number of node type ``t`` in ``request`` (0, 1, ...)."""
     if stamp[t] != request:
@@ -197,7 +198,7 @@ def _occurrence(seen, stamp, t, request):
     return k
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def uniforms(
     seed,
     span_type,
@@ -250,7 +251,7 @@ def uniforms(
     return out
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def compose(self_time, span_parent, span_stage, n, n_roots):
     """Latency of every request: ``self + Σ_stages max(children)``, bottom-up.
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from bayesperf._numba import cached_njit
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def group_order(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions sorted by group (stable) and each group's start: ``(order, starts)``.
 
@@ -36,7 +37,7 @@ def group_order(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarr
     return order, starts
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def ppf(
     cum: np.ndarray,
     atom_loc: np.ndarray,
