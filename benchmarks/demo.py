@@ -25,8 +25,9 @@ Baseline in the same run
 
 Compile caches
     PyTensor compiles every model's log-density with numba and caches the compiled
-    pieces on disk (``~/.pytensor``), and the mixture's hand-written density is a numba
-    function cached beside its module (``__pycache__``). A first run on a machine
+    pieces on disk (``~/.pytensor``); the mixture's hand-written density and the
+    nonparametric and request kernels are numba functions cached in
+    ``~/.cache/bayesperf/numba`` (``bayesperf._numba``). A first run on a machine
     compiles everything; later runs (of any checkout) load what they can. ``--cold``
     points every run at empty cache directories (``PYTENSOR_FLAGS=base_compiledir=...``,
     ``NUMBA_CACHE_DIR``): the first-run-ever cost. Without it, the first run of a new
