@@ -94,8 +94,9 @@ frontend[["p_call_mean", "p_call_lower", "p_call_upper", "calls_mean", "calls_up
 # %% [markdown]
 # ## 2. End-to-end latency with intervals
 #
-# The model is fit on the spans; the self-time model is the hierarchical lognormal
-# `LatencyModel` (any model with `latency_draws` can be passed as `latency=`).
+# The model is fit on the spans; the self times of each `(service, operation)` follow
+# `LatencyModel()`'s default, nonparametric family (the data's own histogram with a
+# pooled tail; `latency="lognormal"` or any model with `latency_draws` swaps it).
 # Within one request, self times are correlated (a slow frontend is slow in every span
 # of that request): a nested Gaussian copula estimated from the data carries that into
 # the simulation.
@@ -236,7 +237,7 @@ replay
 
 # %% [markdown]
 # The model never saw a faulty minute: given only how slow the frontend's own work
-# became, the call graph carries it to the page latency, within 10-20% of what was
+# became, the call graph carries it to the page latency, within 10-25% of what was
 # observed where "nothing changed" is off by 85% at the median. Its intervals are too
 # narrow, though: they carry the uncertainty of the fault-free fit and of the measured
 # self times, not how the fault also changed the dependence between a request's spans.
