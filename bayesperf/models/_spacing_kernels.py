@@ -4,7 +4,9 @@
 draw's cumulative weights over its pieces (lower-tail atoms, body cells, upper-tail
 atoms), then in the cell's sub-bins. It does in one pass, without temporaries, what
 NumPy needs several full-size gathers for; end-to-end simulation calls it on 10^7-10^8
-uniforms. ``group_order`` is a counting sort of query positions by group.
+uniforms. ``ppf_packed`` does it for queries of many groups at once, on a block that
+holds every group's rows of a few hundred draws side by side. ``group_order`` is a
+counting sort of query positions by group.
 """
 
 from __future__ import annotations
@@ -37,6 +39,61 @@ def group_order(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarr
     return order, starts
 
 
+@cached_njit(nogil=True, inline="always")
+def _invert(
+    cum: np.ndarray,
+    row: int,
+    first: int,
+    pieces: int,
+    atom_loc: np.ndarray,
+    first_atom: int,
+    n_atoms: int,
+    first_cell: int,
+    sub_start: np.ndarray,
+    before: np.ndarray,
+    mass: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    q: float,
+) -> float:
+    """``F⁻¹(q)`` of one draw: its pieces are ``cum[row, first:first + pieces]``.
+
+    Its atoms are ``atom_loc[row, first_atom:first_atom + 2 n_atoms]``; its body cell
+    ``c`` has sub-bins ``sub_start[first_cell + c]:sub_start[first_cell + c + 1]``.
+    """
+    n_cells = pieces - 2 * n_atoms
+    a, b = 0, pieces - 1  # first piece whose cumulative weight reaches q
+    while a < b:
+        m = (a + b) // 2
+        if cum[row, first + m] >= q:
+            b = m
+        else:
+            a = m + 1
+    j = a
+    if j < n_atoms:
+        return atom_loc[row, first_atom + j]
+    if j >= n_atoms + n_cells:
+        return atom_loc[row, first_atom + j - n_cells]
+    prev = cum[row, first + j - 1] if j > 0 else 0.0
+    w = cum[row, first + j] - prev
+    f = (q - prev) / w if w > 0 else 0.0
+    f = min(max(f, 0.0), 1.0)
+    c = first_cell + j - n_atoms
+    a, b = sub_start[c], sub_start[c + 1] - 1  # first sub-bin whose share reaches f
+    while a < b:
+        m = (a + b) // 2
+        if before[m] + mass[m] >= f:
+            b = m
+        else:
+            a = m + 1
+    s = a
+    within = (f - before[s]) / mass[s] if mass[s] > 0 else 1.0
+    within = min(max(within, 0.0), 1.0)
+    if lo[s] > 0:
+        return lo[s] * math.exp(within * math.log(hi[s] / lo[s]))
+    return hi[s] * within
+
+
 @cached_njit(nogil=True)
 def ppf(
     cum: np.ndarray,
@@ -60,41 +117,68 @@ def ppf(
     the cell before each (``before``), its own (``mass``) and edges ``lo``/``hi``;
     inside a sub-bin latency is uniform in log (uniform from 0 when ``lo`` is 0).
     """
-    pieces = cum.shape[1]
+    pieces = n_cells + 2 * n_atoms
     for i in range(len(u)):
-        row = draw[i]
-        q = u[i]
-        a, b = 0, pieces - 1  # first piece whose cumulative weight reaches q
-        while a < b:
-            m = (a + b) // 2
-            if cum[row, m] >= q:
-                b = m
-            else:
-                a = m + 1
-        j = a
-        if j < n_atoms:
-            out[i] = atom_loc[row, j]
-            continue
-        if j >= n_atoms + n_cells:
-            out[i] = atom_loc[row, j - n_cells]
-            continue
-        prev = cum[row, j - 1] if j > 0 else 0.0
-        w = cum[row, j] - prev
-        f = (q - prev) / w if w > 0 else 0.0
-        f = min(max(f, 0.0), 1.0)
-        c = j - n_atoms
-        s0, s1 = sub_start[c], sub_start[c + 1]
-        a, b = s0, s1 - 1  # first sub-bin whose cumulative share reaches f
-        while a < b:
-            m = (a + b) // 2
-            if before[m] + mass[m] >= f:
-                b = m
-            else:
-                a = m + 1
-        s = a
-        within = (f - before[s]) / mass[s] if mass[s] > 0 else 1.0
-        within = min(max(within, 0.0), 1.0)
-        if lo[s] > 0:
-            out[i] = lo[s] * math.exp(within * math.log(hi[s] / lo[s]))
-        else:
-            out[i] = hi[s] * within
+        out[i] = _invert(
+            cum,
+            draw[i],
+            0,
+            pieces,
+            atom_loc,
+            0,
+            n_atoms,
+            0,
+            sub_start,
+            before,
+            mass,
+            lo,
+            hi,
+            u[i],
+        )
+
+
+@cached_njit(nogil=True)
+def ppf_packed(
+    cum: np.ndarray,
+    piece_start: np.ndarray,
+    atom_loc: np.ndarray,
+    n_atoms: int,
+    cell_start: np.ndarray,
+    sub_start: np.ndarray,
+    before: np.ndarray,
+    mass: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    u: np.ndarray,
+    group: np.ndarray,
+    draw: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """:func:`ppf` for queries of any groups, on every group's draws packed side by side.
+
+    ``cum`` (draws, all pieces): group ``g``'s pieces are the columns
+    ``piece_start[g]:piece_start[g + 1]``, its atoms the columns ``2 n_atoms g`` on of
+    ``atom_loc``, its cells ``cell_start[g]`` on of ``sub_start`` (whose sub-bin
+    positions index the concatenated ``before``, ``mass``, ``lo``, ``hi``). One draw's
+    row holds every group: queries in draw order (as simulation makes them) read one
+    small block of memory after another, with no sorting by group.
+    """
+    for i in range(len(u)):
+        g = group[i]
+        first = piece_start[g]
+        out[i] = _invert(
+            cum,
+            draw[i],
+            first,
+            piece_start[g + 1] - first,
+            atom_loc,
+            2 * n_atoms * g,
+            n_atoms,
+            cell_start[g],
+            sub_start,
+            before,
+            mass,
+            lo,
+            hi,
+            u[i],
+        )

@@ -47,6 +47,7 @@ Examples
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,13 @@ LATENCY_CEILING_MS = 3.6e6
 MIXTURE_GRID = 512
 #: Spacings closer than the bins can tell (same bin) count as a third of a bin width.
 _TIE_FRACTION = 1.0 / 3.0
+#: ``ppf`` calls with at least this many queries (simulation) invert them on one block
+#: of every group's rows of this object's draws (``_kernels.ppf_packed``)...
+_PACK_MIN_QUERIES = 1 << 16
+#: ... when that block is at most this large (bytes); else group by group.
+_PACK_MAX_BYTES = 128 * 2**20
+#: Simulation threads share a subset's block: it is built once.
+_PACK_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -531,6 +539,7 @@ class SpacingDraws(LatencyDraws):
         self._cache: dict[int, _GroupDraws] = {}
         self._cells: dict[int, _GroupCells] = {}
         self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._packed: tuple[np.ndarray, ...] | None = None
         self._cache_bytes = cache_bytes
 
     def subset(self, draws: ArrayLike) -> SpacingDraws:
@@ -540,6 +549,7 @@ class SpacingDraws(LatencyDraws):
         out.draw_index = self.draw_index[np.asarray(draws)]
         out.n_draws = len(out.draw_index)
         out._rows = {}  # this subset's rows, contiguous (see _ppf_rows)
+        out._packed = None  # and its block of all groups (see _packed_rows)
         return out
 
     # ------------------------------------------------------------------ generation
@@ -607,6 +617,12 @@ class SpacingDraws(LatencyDraws):
         flat_u = np.ascontiguousarray(v.ravel())
         flat_d = np.ascontiguousarray(d.ravel(), dtype=np.int64)
         out = np.empty(flat_u.size)
+        packed = self._packed_rows() if flat_u.size >= _PACK_MIN_QUERIES else None
+        if packed is not None:
+            if flat_d.min() < 0 or flat_d.max() >= self.n_draws:
+                raise IndexError(f"draw positions must be in [0, {self.n_draws})")
+            _kernels.ppf_packed(*packed, flat_u, flat_g, flat_d, out)
+            return out.reshape(v.shape)
         order, starts = _kernels.group_order(flat_g, self.structure.n_groups)
         for grp in np.flatnonzero(np.diff(starts)):
             sel = order[starts[grp] : starts[grp + 1]]
@@ -627,6 +643,50 @@ class SpacingDraws(LatencyDraws):
             rows = (gd.cum[self.draw_index], gd.atom_loc[self.draw_index])
             self._rows[g] = rows
         return self._ppf_kernel(g, rows[0], rows[1], u, positions)
+
+    def _packed_rows(self) -> tuple[np.ndarray, ...] | None:
+        """Every group's rows of this subset side by side: ``ppf_packed``'s arguments.
+
+        Simulation asks for 10^7-10^8 quantiles of a few hundred draws, in draw order:
+        with one draw's pieces of all groups in one row, consecutive queries read
+        neighbouring memory, and no query is sorted, gathered or scattered by group
+        (the 50-service simulation benchmark: 127 instead of 157 ns per query, both
+        threads summed). None for a block above ``_PACK_MAX_BYTES``.
+        """
+        st = self.structure
+        with _PACK_LOCK:
+            if self._packed is None:
+                pieces = np.diff(st.cell_start) + 2 * TAIL_ATOMS
+                if self.n_draws * (int(pieces.sum()) + 2 * TAIL_ATOMS * st.n_groups) * 8 > (
+                    _PACK_MAX_BYTES
+                ):
+                    self._packed = ()
+                else:
+                    self._packed = self._pack(pieces)
+        return self._packed or None
+
+    def _pack(self, pieces: np.ndarray) -> tuple[np.ndarray, ...]:
+        rows = self.draw_index
+        draws = [self._group(g) for g in range(self.structure.n_groups)]
+        cells = [self._cells_of(g) for g in range(self.structure.n_groups)]
+        sub_offset = np.cumsum([0] + [len(c.mass) for c in cells])
+        sub_start = np.concatenate(
+            [c.starts[:-1] + off for c, off in zip(cells, sub_offset[:-1], strict=True)]
+            + [sub_offset[-1:]]
+        )
+        n_cells = np.array([len(c.starts) - 1 for c in cells])
+        return (
+            np.ascontiguousarray(np.concatenate([gd.cum[rows] for gd in draws], axis=1)),
+            np.cumsum(np.concatenate([[0], pieces])).astype(np.int64),
+            np.ascontiguousarray(np.concatenate([gd.atom_loc[rows] for gd in draws], axis=1)),
+            TAIL_ATOMS,
+            np.cumsum(np.concatenate([[0], n_cells])).astype(np.int64),
+            sub_start.astype(np.int64),
+            np.concatenate([c.before for c in cells]),
+            np.concatenate([c.mass for c in cells]),
+            np.concatenate([c.lo for c in cells]),
+            np.concatenate([c.hi for c in cells]),
+        )
 
     def _ppf_group(self, g: int, u: np.ndarray, d: np.ndarray) -> np.ndarray:
         gd = self._group(g)

@@ -99,6 +99,30 @@ def test_draws_are_distributions_and_match_the_closed_form_predictive(fitted):
     assert np.all(np.abs(sampled.mean(axis=1) - expected) < 4 * se)
 
 
+def test_many_queries_on_a_subset_invert_every_group_at_once_with_the_same_values(
+    fitted, monkeypatch
+):
+    """Simulation's path (a subset of the draws, >= 2^16 queries of mixed groups, one
+    packed block of all groups) gives exactly the group-by-group values, tails included."""
+    from bayesperf.models import nonparametric
+
+    subset = fitted.latency_draws(None).subset(np.arange(0, 4000, 20))
+    rng = np.random.default_rng(0)
+    n = 1 << 16
+    u = rng.uniform(size=n)
+    u[:4] = [1e-12, 1e-6, 1 - 1e-6, 1 - 1e-12]  # atoms of both tails
+    group = rng.integers(0, len(subset.groups), n)
+    draw = rng.integers(0, subset.n_draws, n)
+    packed = subset.ppf(u, group, draw)
+    assert subset._packed, "the packed path was not taken"
+    with pytest.raises(IndexError, match="draw positions"):
+        subset.ppf(u, group, np.full(n, subset.n_draws))
+    monkeypatch.setattr(nonparametric, "_PACK_MIN_QUERIES", n + 1)
+    np.testing.assert_array_equal(packed, subset.ppf(u, group, draw))
+    full = fitted.latency_draws(None)  # all draws: group by group, as before
+    np.testing.assert_array_equal(packed, full.ppf(u, group, subset.draw_index[draw]))
+
+
 def test_tail_index_is_learnt_from_pareto_tails():
     """Pairs with Pareto tails of index 0.5 and 0.1 (many spans): the posterior of each
     pair's tail index covers its truth (90% interval)."""
