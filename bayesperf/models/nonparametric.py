@@ -81,7 +81,7 @@ MIXTURE_GRID = 512
 #: Spacings closer than the bins can tell (same bin) count as a third of a bin width.
 _TIE_FRACTION = 1.0 / 3.0
 #: ``ppf`` calls with at least this many queries (simulation) invert them on one block
-#: of every group's rows of this object's draws (``_kernels.ppf_packed``)...
+#: of every group's rows of this object's draws (see ``_packed_rows``)...
 _PACK_MIN_QUERIES = 1 << 16
 #: ... when that block is at most this large (bytes); else group by group.
 _PACK_MAX_BYTES = 128 * 2**20
@@ -621,7 +621,7 @@ class SpacingDraws(LatencyDraws):
         if packed is not None:
             if flat_d.min() < 0 or flat_d.max() >= self.n_draws:
                 raise IndexError(f"draw positions must be in [0, {self.n_draws})")
-            _kernels.ppf_packed(*packed, flat_u, flat_g, flat_d, out)
+            _kernels.ppf(*packed, flat_u, flat_g, flat_d, out)
             return out.reshape(v.shape)
         order, starts = _kernels.group_order(flat_g, self.structure.n_groups)
         for grp in np.flatnonzero(np.diff(starts)):
@@ -645,7 +645,7 @@ class SpacingDraws(LatencyDraws):
         return self._ppf_kernel(g, rows[0], rows[1], u, positions)
 
     def _packed_rows(self) -> tuple[np.ndarray, ...] | None:
-        """Every group's rows of this subset side by side: ``ppf_packed``'s arguments.
+        """Every group's rows of these draws side by side: ``_kernels.ppf``'s arguments.
 
         Simulation asks for 10^7-10^8 quantiles of a few hundred draws, in draw order:
         with one draw's pieces of all groups in one row, consecutive queries read
@@ -656,31 +656,28 @@ class SpacingDraws(LatencyDraws):
         st = self.structure
         with _PACK_LOCK:
             if self._packed is None:
-                pieces = np.diff(st.cell_start) + 2 * TAIL_ATOMS
-                if self.n_draws * (int(pieces.sum()) + 2 * TAIL_ATOMS * st.n_groups) * 8 > (
-                    _PACK_MAX_BYTES
-                ):
-                    self._packed = ()
-                else:
-                    self._packed = self._pack(pieces)
+                # Per group: its cells and 2K atoms in cum, 2K atom locations.
+                columns = int(np.diff(st.cell_start).sum()) + 4 * TAIL_ATOMS * st.n_groups
+                too_big = self.n_draws * columns * 8 > _PACK_MAX_BYTES
+                self._packed = () if too_big else self._pack()
         return self._packed or None
 
-    def _pack(self, pieces: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _pack(self) -> tuple[np.ndarray, ...]:
         rows = self.draw_index
         draws = [self._group(g) for g in range(self.structure.n_groups)]
         cells = [self._cells_of(g) for g in range(self.structure.n_groups)]
+        n_cells = np.array([len(c.starts) - 1 for c in cells], dtype=np.int64)
         sub_offset = np.cumsum([0] + [len(c.mass) for c in cells])
         sub_start = np.concatenate(
             [c.starts[:-1] + off for c, off in zip(cells, sub_offset[:-1], strict=True)]
             + [sub_offset[-1:]]
         )
-        n_cells = np.array([len(c.starts) - 1 for c in cells])
         return (
             np.ascontiguousarray(np.concatenate([gd.cum[rows] for gd in draws], axis=1)),
-            np.cumsum(np.concatenate([[0], pieces])).astype(np.int64),
+            np.cumsum(np.concatenate([[0], n_cells + 2 * TAIL_ATOMS])),
             np.ascontiguousarray(np.concatenate([gd.atom_loc[rows] for gd in draws], axis=1)),
             TAIL_ATOMS,
-            np.cumsum(np.concatenate([[0], n_cells])).astype(np.int64),
+            np.cumsum(np.concatenate([[0], n_cells])),
             sub_start.astype(np.int64),
             np.concatenate([c.before for c in cells]),
             np.concatenate([c.mass for c in cells]),
@@ -693,19 +690,22 @@ class SpacingDraws(LatencyDraws):
         return self._ppf_kernel(g, gd.cum, gd.atom_loc, u, d)
 
     def _ppf_kernel(self, g: int, cum, atom_loc, u: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``_kernels.ppf`` on group ``g`` alone (a block of one group)."""
         cells = self._cells_of(g)
         out = np.empty(len(u))
         _kernels.ppf(
             cum,
+            np.array([0, cum.shape[1]]),
             atom_loc,
             TAIL_ATOMS,
-            cum.shape[1] - 2 * TAIL_ATOMS,
+            np.array([0, len(cells.starts) - 1]),
             cells.starts,
             cells.before,
             cells.mass,
             cells.lo,
             cells.hi,
             np.ascontiguousarray(u, dtype=np.float64),
+            np.zeros(len(u), dtype=np.int64),
             np.ascontiguousarray(rows, dtype=np.int64),
             out,
         )
