@@ -96,9 +96,6 @@ def sample_nutpie(
     """
     if nuts_sampler != "nutpie":
         raise ValueError(f"sample_nutpie samples with nutpie, not {nuts_sampler!r}")
-    import time
-
-    import numpy as np
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
@@ -106,6 +103,39 @@ def sample_nutpie(
     if initvals is not None:
         compile_kwargs.setdefault("initial_points", initvals)
     compiled = nutpie.compile_pymc_model(model, **compile_kwargs)
+    idata, seconds = _run_nutpie(
+        compiled,
+        random_seed,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        target_accept=target_accept,
+        max_treedepth=max_treedepth,
+        progressbar=progressbar,
+    )
+    patch_nutpie_idata(idata, model, sampling_time=seconds)
+    return idata
+
+
+def _run_nutpie(
+    compiled: Any,
+    random_seed: int | None,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    target_accept: float,
+    max_treedepth: int | None,
+    progressbar: bool,
+) -> tuple[Any, float]:
+    """``nutpie.sample`` of a compiled model with our seed handling: (result, seconds)."""
+    import time
+
+    import numpy as np
+    import nutpie
+
     extra = {} if max_treedepth is None else {"maxdepth": max_treedepth}
     start = time.time()
     idata = nutpie.sample(
@@ -119,8 +149,7 @@ def sample_nutpie(
         progress_bar=progressbar,
         **extra,
     )
-    patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
-    return idata
+    return idata, time.time() - start
 
 
 #: Sampler arguments :func:`sample_density` handles.
@@ -186,10 +215,8 @@ def sample_density(
     """
     if nuts_sampler != "nutpie":
         raise ValueError(f"sample_density samples with nutpie, not {nuts_sampler!r}")
-    import time
 
     import numpy as np
-    import nutpie
     from nutpie.compiled_pyfunc import from_pyfunc
 
     start_point = np.asarray(density.start, dtype=np.float64)
@@ -217,20 +244,18 @@ def sample_density(
         dims=density.dims,
         coords=density.coords,
     )
-    extra = {} if max_treedepth is None else {"maxdepth": max_treedepth}
-    started = time.time()
-    idata = nutpie.sample(
+    idata, seconds = _run_nutpie(
         compiled,
+        random_seed,
         draws=draws,
-        tune=max(tune, 1),  # nuts-rs needs at least one tuning step
+        tune=tune,
         chains=chains,
         cores=cores,
-        seed=int(np.random.default_rng(random_seed).integers(2**31 - 1)),
         target_accept=target_accept,
-        progress_bar=progressbar,
-        **extra,
+        max_treedepth=max_treedepth,
+        progressbar=progressbar,
     )
-    idata.posterior.attrs["sampling_time"] = time.time() - started
+    idata.posterior.attrs["sampling_time"] = seconds
     idata.posterior.attrs["tuning_steps"] = max(tune, 1)
     return idata
 
