@@ -164,13 +164,17 @@ def test_span_level_and_options(analyzer, fitted):
     assert everything["flagged"].sum() >= 0.9 * len(hit)
 
 
+#: Three front -> db spans: at the median, at 80 ms, and far beyond every span.
+PROBE = pd.DataFrame(
+    {"caller": ["front"] * 3, "callee": ["db"] * 3, "latency": [50.0, 80.0, 500.0]}
+)
+
+
 def test_parametric_and_dirichlet_predictives_agree_where_the_family_fits(baseline):
     # On lognormal data the lognormal family is right: both predictives give similar
     # tail probabilities inside the data and tiny ones far beyond it.
     fitted = LatencyModel("lognormal").fit(baseline, random_seed=1, **FAST)
-    probe = pd.DataFrame(
-        {"caller": ["front"] * 3, "callee": ["db"] * 3, "latency": [50.0, 80.0, 500.0]}
-    )
+    probe = PROBE
     model_p = tail_probabilities(fitted, probe, predictive="model")
     dp = tail_probabilities(fitted, probe)
     assert abs(model_p[0] - 0.5) < 0.05 and abs(dp[0] - 0.5) < 0.05
@@ -185,9 +189,7 @@ def test_default_model_predictives_inside_and_beyond_the_data(fitted):
     # own frequencies; 10x the median (7.7 sd of log-latency, beyond every span) is
     # far in its Pareto tail, below 1 / (n + 1) = 1 / 401.
     assert fitted.nonparametric
-    probe = pd.DataFrame(
-        {"caller": ["front"] * 3, "callee": ["db"] * 3, "latency": [50.0, 80.0, 500.0]}
-    )
+    probe = PROBE
     model_p = tail_probabilities(fitted, probe, predictive="model")
     dp = tail_probabilities(fitted, probe)
     assert abs(model_p[0] - 0.5) < 0.05 and abs(dp[0] - 0.5) < 0.05
