@@ -149,8 +149,6 @@ class SpacingStructure:
     cell_start : ndarray of int64, shape (G + 1,)
     cell_param : ndarray of float64
         Dirichlet parameter of each cell.
-    cell_gap : ndarray of bool
-        Whether a cell is an empty gap between two runs of spans.
     sub_start : ndarray of int64, shape (cells + 1,)
     sub_lo, sub_hi : ndarray of float64
         Sub-bin edges (ms): bins clipped to the group's exact minimum and maximum.
@@ -170,7 +168,6 @@ class SpacingStructure:
     n: np.ndarray
     cell_start: np.ndarray
     cell_param: np.ndarray
-    cell_gap: np.ndarray
     sub_start: np.ndarray
     sub_lo: np.ndarray
     sub_hi: np.ndarray
@@ -205,7 +202,6 @@ class SpacingStructure:
             n=summary.count.astype(np.int64),
             cell_start=np.concatenate([[0], np.cumsum([len(x.param) for x in layouts])]),
             cell_param=np.concatenate([x.param for x in layouts]),
-            cell_gap=np.concatenate([x.gap for x in layouts]),
             sub_start=np.concatenate([[0], np.cumsum(n_sub)]),
             sub_lo=np.concatenate([x.lo for x in layouts]),
             sub_hi=np.concatenate([x.hi for x in layouts]),
@@ -909,15 +905,8 @@ def _stick_breaking(rng: np.random.Generator, d: int, rate: np.ndarray):
     return np.take_along_axis(pi, order, 1), np.take_along_axis(excess, order, 1)
 
 
-def _interpolate(lo: np.ndarray, hi: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """The point at ``frac`` of [lo, hi]: uniform in log, or linear from 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_point = lo * (hi / np.where(lo > 0, lo, 1.0)) ** frac
-    return np.where(lo > 0, log_point, hi * frac)
-
-
 def _fraction(lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_interpolate`: where ``x`` lies in [lo, hi] (0 to 1)."""
+    """Where ``x`` lies in [lo, hi] (0 to 1): uniform in log, or linear from 0 (as ``ppf``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         log_frac = np.log(x / lo) / np.log(hi / lo)
         lin_frac = x / hi
